@@ -1,0 +1,271 @@
+"""Typed configuration: dataclasses loaded from YAML, overridable, validated.
+
+Defaults are the paper's / official code's values (see ../shared/docs/melgan-reference.md),
+so `configs/base.yaml` only has to restate them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says where and why."""
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: Optional[float] = None  # None = sample_rate / 2, as librosa
+    log_clamp: float = 1e-5
+    peak: float = 0.95  # clips are peak-normalised to this on load
+
+
+@dataclass
+class GeneratorConfig:
+    ngf: int = 32
+    ratios: List[int] = field(default_factory=lambda: [8, 8, 2, 2])
+    n_residual_layers: int = 3
+    init_stddev: float = 0.02
+
+
+@dataclass
+class DiscriminatorConfig:
+    num_scales: int = 3
+    ndf: int = 16
+    n_layers: int = 4
+    downsampling: int = 4
+    max_channels: int = 1024  # the official code caps channels at 1024
+    init_stddev: float = 0.02
+
+
+@dataclass
+class LossConfig:
+    lambda_feat: float = 10.0
+
+
+@dataclass
+class OptimizerConfig:
+    learning_rate: float = 1e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.9
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = 16  # global batch, split over replicas
+    segment_length: int = 8192
+    steps: int = 500_000
+    steps_per_epoch: int = 1000  # validation, best-model selection and logging period
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    sample_every: int = 5000  # TensorBoard audio and mel images
+    seed: int = 1234
+    mixed_precision: str = "none"  # none | auto | mixed_float16 | mixed_bfloat16
+    jit_compile: bool = False
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    validation_clips: int = 8
+    eval_segment_length: int = 65536  # held-out clips are cropped/padded to this
+    gain_min: float = 0.3
+    gain_max: float = 1.0
+    cache_max_gb: float = 4.0  # decoded audio is kept in memory when it fits under this
+    num_parallel_calls: int = -1  # -1 = tf.data.AUTOTUNE
+
+
+@dataclass
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    g_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    d_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+MIXED_PRECISION_CHOICES = ("none", "auto", "mixed_float16", "mixed_bfloat16")
+
+
+def _coerce(value, hint, where: str):
+    """Checks `value` against a dataclass field type, converting ints to floats."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(value, inner, where)
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint}")
+
+
+def _from_dict(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{path}'{hint}; known: {', '.join(names)}")
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _from_dict(hints[key], value or {}, path)
+        else:
+            kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str):
+    """Splits 'section.key=value' and parses the value as YAML (so 8 is an int, [8,8,4] a list)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{text}': cannot parse value: {e}") from None
+    return key.strip(), value
+
+
+def config_from_dict(data: dict, overrides=()) -> Config:
+    """Builds and validates a Config from a plain dict plus 'a.b=value' overrides."""
+    data = dict(data or {})
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    config = _from_dict(Config, data, "")
+    validate(config)
+    return config
+
+
+def load_config(path: Optional[str] = None, overrides=()) -> Config:
+    """Loads a YAML config (or the defaults when `path` is None) and applies overrides."""
+    data = {}
+    if path:
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    try:
+        return config_from_dict(data, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def _positive(value, where):
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive, got {value}")
+
+
+def validate(config: Config) -> None:
+    """Raises ConfigError with a clear message for inconsistent settings."""
+    a, g, d, t, data = (config.audio, config.generator, config.discriminator,
+                        config.training, config.data)
+    for section, names in (
+        ("audio", ["sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "log_clamp",
+                   "peak"]),
+        ("generator", ["ngf", "n_residual_layers", "init_stddev"]),
+        ("discriminator", ["num_scales", "ndf", "n_layers", "downsampling", "max_channels",
+                           "init_stddev"]),
+        ("training", ["batch_size", "segment_length", "steps", "steps_per_epoch",
+                      "checkpoint_every", "keep_checkpoints", "sample_every"]),
+        ("data", ["eval_segment_length", "gain_min", "gain_max", "cache_max_gb"]),
+    ):
+        for name in names:
+            _positive(getattr(getattr(config, section), name), f"{section}.{name}")
+    for name in ("g_optimizer", "d_optimizer"):
+        _positive(getattr(config, name).learning_rate, f"{name}.learning_rate")
+    if a.win_length > a.n_fft:
+        raise ConfigError(f"audio.win_length ({a.win_length}) must be <= audio.n_fft ({a.n_fft})")
+    if a.hop_length > a.n_fft:
+        raise ConfigError(f"audio.hop_length ({a.hop_length}) must be <= audio.n_fft ({a.n_fft})")
+    if (a.n_fft - a.hop_length) % 2:
+        raise ConfigError("audio.n_fft - audio.hop_length must be even (the mel pads "
+                          "(n_fft - hop) / 2 samples on each side)")
+    fmax = a.fmax if a.fmax is not None else a.sample_rate / 2
+    if not 0 <= a.fmin < fmax <= a.sample_rate / 2:
+        raise ConfigError(f"need 0 <= audio.fmin < audio.fmax <= sample_rate / 2, got "
+                          f"fmin={a.fmin}, fmax={fmax}, sample_rate={a.sample_rate}")
+    if not g.ratios or any(r <= 0 for r in g.ratios):
+        raise ConfigError(f"generator.ratios must be positive integers, got {g.ratios}")
+    if math.prod(g.ratios) != a.hop_length:
+        raise ConfigError(f"the product of generator.ratios {g.ratios} is "
+                          f"{math.prod(g.ratios)}, but audio.hop_length is {a.hop_length}; "
+                          "they must be equal")
+    if t.segment_length % a.hop_length:
+        raise ConfigError(f"training.segment_length ({t.segment_length}) must be a multiple "
+                          f"of audio.hop_length ({a.hop_length})")
+    if data.eval_segment_length % a.hop_length:
+        raise ConfigError(f"data.eval_segment_length ({data.eval_segment_length}) must be a "
+                          f"multiple of audio.hop_length ({a.hop_length})")
+    if d.ndf % 4 or d.max_channels % 4:
+        raise ConfigError("discriminator.ndf and max_channels must be multiples of 4 "
+                          "(its strided convs use groups = channels / 4)")
+    if not 0 < data.gain_min <= data.gain_max:
+        raise ConfigError(f"need 0 < data.gain_min <= data.gain_max, got "
+                          f"{data.gain_min}, {data.gain_max}")
+    if data.validation_clips < 0:
+        raise ConfigError("data.validation_clips must be >= 0")
+    if t.mixed_precision not in MIXED_PRECISION_CHOICES:
+        raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISION_CHOICES}, "
+                          f"got '{t.mixed_precision}'")
+    if config.loss.lambda_feat < 0:
+        raise ConfigError("loss.lambda_feat must be >= 0")

@@ -1,0 +1,110 @@
+"""The multi-scale discriminator: waveform [batch, samples] -> per scale, every layer's output."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tf_melgan.config import DiscriminatorConfig
+from tf_melgan.layers import ReflectionPad1D, conv1d
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class ScaleDiscriminator(keras.layers.Layer):
+    """One scale (official `NLayerDiscriminator`): ReflectionPad(7) -> Conv(k15, ndf);
+    n_layers grouped strided convs (kernel 10*s+1, stride s, zero pad 5*s, groups C_in/4);
+    Conv(k5) -> Conv(k3, 1). LeakyReLU(0.2) after all but the last. Returns all outputs."""
+
+    def __init__(self, ndf=16, n_layers=4, downsampling=4, max_channels=1024,
+                 init_stddev=0.02, weight_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.ndf, self.n_layers, self.downsampling = ndf, n_layers, downsampling
+        self.max_channels, self.init_stddev, self.weight_norm = max_channels, init_stddev, weight_norm
+        opts = dict(weight_norm=weight_norm, stddev=init_stddev)
+        s = downsampling
+        self.pads = [ReflectionPad1D(7)]
+        self.convs = [conv1d(ndf, 15, name="layer_0", **opts)]
+        self.in_channels = [1]
+        channels = ndf
+        for n in range(1, n_layers + 1):
+            previous, channels = channels, min(channels * s, max_channels)
+            self.pads.append(keras.layers.ZeroPadding1D(5 * s))
+            self.convs.append(conv1d(channels, 10 * s + 1, strides=s, groups=previous // 4,
+                                     name=f"layer_{n}", **opts))
+            self.in_channels.append(previous)
+        previous, channels = channels, min(channels * 2, max_channels)
+        self.pads.append(keras.layers.ZeroPadding1D(2))
+        self.convs.append(conv1d(channels, 5, name=f"layer_{n_layers + 1}", **opts))
+        self.in_channels.append(previous)
+        self.pads.append(keras.layers.ZeroPadding1D(1))
+        self.convs.append(conv1d(1, 3, name=f"layer_{n_layers + 2}", **opts))
+        self.in_channels.append(channels)
+
+    def build(self, input_shape=None):
+        for conv, c in zip(self.convs, self.in_channels):
+            conv.build((None, None, c))
+        self.built = True
+
+    def call(self, x):
+        features = []
+        for i, (pad, conv) in enumerate(zip(self.pads, self.convs)):
+            x = conv(pad(x))
+            if i < len(self.convs) - 1:
+                x = ops.leaky_relu(x, 0.2)
+            features.append(x)
+        return features
+
+    def get_config(self):
+        return {**super().get_config(), "ndf": self.ndf, "n_layers": self.n_layers,
+                "downsampling": self.downsampling, "max_channels": self.max_channels,
+                "init_stddev": self.init_stddev, "weight_norm": self.weight_norm}
+
+
+def avg_pool_exclude_pad(x):
+    """AvgPool1d(kernel 4, stride 2, padding 1, count_include_pad=False) on [batch, time, 1]."""
+    padding = [[0, 0], [1, 1], [0, 0]]
+    total = ops.average_pool(ops.pad(x, padding), 4, 2, padding="valid")
+    count = ops.average_pool(ops.pad(ops.ones_like(x), padding), 4, 2, padding="valid")
+    return total / count
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class MultiScaleDiscriminator(keras.Model):
+    """`num_scales` identical discriminators on the waveform, then 2x, 4x, ... average-pooled.
+
+    Input [batch, samples]; output: a list over scales of lists of feature maps
+    [batch, time, channels], the last of each being the score map.
+    """
+
+    def __init__(self, num_scales=3, ndf=16, n_layers=4, downsampling=4, max_channels=1024,
+                 init_stddev=0.02, weight_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_scales = num_scales
+        self.scale_kwargs = dict(ndf=ndf, n_layers=n_layers, downsampling=downsampling,
+                                 max_channels=max_channels, init_stddev=init_stddev,
+                                 weight_norm=weight_norm)
+        self.discriminators = [ScaleDiscriminator(name=f"disc_{i}", **self.scale_kwargs)
+                               for i in range(num_scales)]
+
+    @classmethod
+    def from_config_dataclass(cls, config: DiscriminatorConfig, **kwargs):
+        return cls(num_scales=config.num_scales, ndf=config.ndf, n_layers=config.n_layers,
+                   downsampling=config.downsampling, max_channels=config.max_channels,
+                   init_stddev=config.init_stddev, **kwargs)
+
+    def build(self, input_shape=None):
+        for d in self.discriminators:
+            d.build()
+        self.built = True
+
+    def call(self, audio):
+        x = ops.expand_dims(ops.cast(audio, self.compute_dtype), -1)
+        outputs = []
+        for i, d in enumerate(self.discriminators):
+            if i:
+                x = avg_pool_exclude_pad(x)
+            outputs.append(d(x))
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "num_scales": self.num_scales, **self.scale_kwargs}

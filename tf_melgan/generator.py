@@ -1,0 +1,94 @@
+"""The MelGAN generator: log-mel [batch, frames, n_mels] -> waveform [batch, frames * hop]."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tf_melgan.config import GeneratorConfig
+from tf_melgan.layers import (ReflectionPad1D, ResidualBlock, conv1d, conv1d_transpose,
+                              fold_weight_norm_into)
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class Generator(keras.Model):
+    """The official architecture (Kumar et al. 2019, Appendix A / `Generator(80, 32, 3)`).
+
+    ReflectionPad(3) -> Conv(k7, 2^len(ratios) * ngf); per ratio r: LReLU ->
+    ConvTranspose(kernel 2r, stride r, PyTorch padding r//2 + r%2, output_padding r%2),
+    halving channels -> residual blocks with dilations 1, 3, 9, ...; LReLU ->
+    ReflectionPad(3) -> Conv(k7, 1) -> tanh.
+    """
+
+    def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
+                 init_stddev=0.02, weight_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
+        self.n_residual_layers, self.init_stddev = n_residual_layers, init_stddev
+        self.weight_norm = weight_norm
+        self.hop_length = 1
+        for r in self.ratios:
+            self.hop_length *= r
+        opts = dict(weight_norm=weight_norm, stddev=init_stddev)
+        channels = ngf * 2 ** len(self.ratios)
+        self.pad_pre = ReflectionPad1D(3)
+        self.conv_pre = conv1d(channels, 7, name="conv_pre", **opts)
+        self.upsamplers, self.stages = [], []
+        for i, r in enumerate(self.ratios):
+            channels //= 2
+            self.upsamplers.append(conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", **opts))
+            self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}", **opts)
+                                for j in range(n_residual_layers)])
+        self.pad_post = ReflectionPad1D(3)
+        self.conv_post = conv1d(1, 7, name="conv_post", **opts)
+
+    @classmethod
+    def from_config_dataclass(cls, config: GeneratorConfig, n_mels: int, **kwargs):
+        return cls(n_mels=n_mels, ngf=config.ngf, ratios=config.ratios,
+                   n_residual_layers=config.n_residual_layers,
+                   init_stddev=config.init_stddev, **kwargs)
+
+    def build(self, input_shape=None):
+        self.conv_pre.build((None, None, self.n_mels))
+        channels = self.ngf * 2 ** len(self.ratios)
+        for up, blocks in zip(self.upsamplers, self.stages):
+            up.build((None, None, channels))
+            channels //= 2
+            for block in blocks:
+                block.build((None, None, channels))
+        self.conv_post.build((None, None, channels))
+        self.built = True
+
+    def call(self, mel, training=False):
+        x = self.conv_pre(self.pad_pre(mel))
+        for r, up, blocks in zip(self.ratios, self.upsamplers, self.stages):
+            frames = ops.shape(x)[1]
+            x = up(ops.leaky_relu(x, 0.2))
+            # 'valid' transposed conv gives frames * r + r samples; PyTorch's padding
+            # r//2 + r%2 with output_padding r%2 keeps frames * r of them from this offset.
+            start = r // 2 + r % 2
+            x = x[:, start:start + frames * r]
+            for block in blocks:
+                x = block(x)
+        x = self.conv_post(self.pad_post(ops.leaky_relu(x, 0.2)))
+        return ops.cast(ops.tanh(x)[..., 0], "float32")
+
+    def compute_output_shape(self, input_shape):
+        frames = input_shape[1]
+        return (input_shape[0], None if frames is None else frames * self.hop_length)
+
+    def get_config(self):
+        return {**super().get_config(), "n_mels": self.n_mels, "ngf": self.ngf,
+                "ratios": self.ratios, "n_residual_layers": self.n_residual_layers,
+                "init_stddev": self.init_stddev, "weight_norm": self.weight_norm}
+
+    def folded(self) -> "Generator":
+        """A copy without weight normalization (plain kernels w = g v / ||v||): same output,
+        fewer parameters, and what inference and export use."""
+        if not self.weight_norm:
+            return self
+        config = self.get_config()
+        config.update(weight_norm=False, name=f"{self.name}_folded")
+        plain = Generator.from_config(config)
+        plain.build((None, None, self.n_mels))
+        return fold_weight_norm_into(self, plain)

@@ -1,0 +1,198 @@
+"""Building blocks: weight normalization, reflection padding, the generator's residual block."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def grouped_conv1d(x, kernel, stride, groups):
+    """'valid' grouped conv as frame + einsum: [B, T, C_in] * [k, C_in/groups, C_out].
+
+    TF's CPU grouped convolution (which Keras runs through XLA) is ~20x slower than this
+    in the backward pass, and the discriminator is made of grouped convs.
+    """
+    k, cin_g, cout = kernel.shape
+    batch = tf.shape(x)[0]
+    patches = tf.signal.frame(x, k, stride, axis=1)  # [B, T', k, C_in]
+    patches = tf.reshape(patches, [batch, -1, k, groups, cin_g])
+    w = tf.reshape(kernel, [k, cin_g, groups, cout // groups])
+    y = tf.einsum("btkgi,kigo->btgo", patches, w)
+    return tf.reshape(y, [batch, -1, cout])
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class Conv1D(keras.layers.Conv1D):
+    """keras Conv1D whose grouped case runs `grouped_conv1d` (same weights, same result)."""
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1:
+            return super().convolution_op(inputs, kernel)
+        if self.padding != "valid" or self.dilation_rate != (1,):
+            raise ValueError("grouped Conv1D supports padding='valid' without dilation only")
+        return grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class WeightNormalization(keras.layers.Wrapper):
+    """w = g * v / ||v||, with PyTorch `weight_norm(dim=0)` semantics.
+
+    Wraps a Conv1D (kernel [k, in/groups, out]: one g per output channel) or a
+    Conv1DTranspose (kernel [k, out, in]: one g per *input* channel, as PyTorch's
+    ConvTranspose1d weight is [in, out, k]). In both layouts the norm runs over the first
+    two kernel axes. g starts at ||v||, so the wrapped layer equals the bare one at init.
+    The wrapped layer's kernel is v; `fold()` returns a plain layer with w baked in.
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(layer, **kwargs)
+        if not isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv1DTranspose)):
+            raise TypeError(f"WeightNormalization wraps Conv1D or Conv1DTranspose, "
+                            f"got {type(layer).__name__}")
+        if layer.padding != "valid":
+            raise ValueError("WeightNormalization expects padding='valid' "
+                             "(pad explicitly, as the PyTorch model does)")
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        v = self.layer.kernel
+        self.g = self.add_weight(
+            name="g", shape=(v.shape[-1],),
+            initializer=lambda shape, dtype: self._norm(ops.convert_to_tensor(v)),
+            trainable=True)
+        self.built = True
+
+    @staticmethod
+    def _norm(v):
+        return ops.sqrt(ops.sum(ops.square(v), axis=(0, 1)))
+
+    def normalized_kernel(self):
+        v = self.layer.kernel
+        return v * (self.g / self._norm(v))
+
+    def call(self, inputs):
+        layer = self.layer
+        kernel = self.normalized_kernel()
+        if isinstance(layer, keras.layers.Conv1DTranspose):
+            outputs = ops.conv_transpose(inputs, kernel, strides=layer.strides,
+                                         padding="valid", output_padding=layer.output_padding,
+                                         dilation_rate=layer.dilation_rate)
+        else:
+            outputs = layer.convolution_op(inputs, kernel)
+        if layer.use_bias:
+            outputs = outputs + layer.bias
+        return outputs if layer.activation is None else layer.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def fold(self):
+        """A plain layer of the wrapped type whose kernel is g * v / ||v||."""
+        plain = self.layer.__class__.from_config(self.layer.get_config())
+        plain.build(self.layer._build_shapes_dict["input_shape"])
+        weights = [ops.convert_to_numpy(self.normalized_kernel())]
+        if self.layer.use_bias:
+            weights.append(ops.convert_to_numpy(self.layer.bias))
+        plain.set_weights(weights)
+        return plain
+
+
+def conv1d(filters, kernel_size, *, strides=1, dilation_rate=1, groups=1, weight_norm=True,
+           stddev=0.02, name=None):
+    """A 'valid' Conv1D initialised N(0, stddev) like the official code, optionally weight-normed."""
+    layer = Conv1D(
+        filters, kernel_size, strides=strides, dilation_rate=dilation_rate, groups=groups,
+        kernel_initializer=keras.initializers.RandomNormal(0.0, stddev),
+        name=None if weight_norm else name)
+    return WeightNormalization(layer, name=name) if weight_norm else layer
+
+
+def conv1d_transpose(filters, kernel_size, strides, *, weight_norm=True, stddev=0.02, name=None):
+    layer = keras.layers.Conv1DTranspose(
+        filters, kernel_size, strides=strides,
+        kernel_initializer=keras.initializers.RandomNormal(0.0, stddev),
+        name=None if weight_norm else name)
+    return WeightNormalization(layer, name=name) if weight_norm else layer
+
+
+def conv_layers(model):
+    """The conv layers of a model in creation order, a WeightNormalization counting as one."""
+    found = []
+
+    def walk(layer):
+        for sub in layer._layers:
+            if isinstance(sub, (WeightNormalization, keras.layers.Conv1D,
+                                keras.layers.Conv1DTranspose)):
+                found.append(sub)
+            else:
+                walk(sub)
+
+    walk(model)
+    return found
+
+
+def fold_weight_norm_into(source, target):
+    """Copies `source`'s weights into `target`, an identical architecture built without
+    weight norm, folding every WeightNormalization into a plain kernel."""
+    src, dst = conv_layers(source), conv_layers(target)
+    if len(src) != len(dst):
+        raise ValueError(f"architectures differ: {len(src)} vs {len(dst)} conv layers")
+    for s, d in zip(src, dst):
+        plain = s.fold() if isinstance(s, WeightNormalization) else s
+        d.set_weights(plain.get_weights())
+    return target
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class ReflectionPad1D(keras.layers.Layer):
+    """Reflection padding on the time axis of [batch, time, channels]."""
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x):
+        p = self.padding
+        return ops.pad(x, [[0, 0], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, s):
+        return (s[0], None if s[1] is None else s[1] + 2 * self.padding, s[2])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class ResidualBlock(keras.layers.Layer):
+    """x + block(x) with a learned 1x1 shortcut, as the official `ResnetBlock`:
+    block = LReLU -> ReflectionPad(d) -> Conv(k3, dilation d) -> LReLU -> Conv(k1)."""
+
+    def __init__(self, channels, dilation, weight_norm=True, stddev=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.dilation = channels, dilation
+        self.weight_norm, self.stddev = weight_norm, stddev
+        opts = dict(weight_norm=weight_norm, stddev=stddev)
+        self.pad = ReflectionPad1D(dilation)
+        self.conv_dilated = conv1d(channels, 3, dilation_rate=dilation, **opts)
+        self.conv_1x1 = conv1d(channels, 1, **opts)
+        self.shortcut = conv1d(channels, 1, **opts)
+
+    def build(self, input_shape):
+        self.conv_dilated.build((None, None, input_shape[-1]))
+        self.conv_1x1.build((None, None, self.channels))
+        self.shortcut.build((None, None, input_shape[-1]))
+        self.built = True
+
+    def call(self, x):
+        y = self.conv_dilated(self.pad(ops.leaky_relu(x, 0.2)))
+        y = self.conv_1x1(ops.leaky_relu(y, 0.2))
+        return self.shortcut(x) + y
+
+    def compute_output_shape(self, s):
+        return (s[0], s[1], self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "dilation": self.dilation,
+                "weight_norm": self.weight_norm, "stddev": self.stddev}

@@ -1,0 +1,97 @@
+"""The GAN: generator + multi-scale discriminator with the official one-step update order."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_melgan.audio import LogMel
+from tf_melgan.config import Config
+from tf_melgan.discriminator import MultiScaleDiscriminator
+from tf_melgan.generator import Generator
+from tf_melgan.losses import discriminator_loss, generator_loss, mel_l1
+
+
+def make_optimizer(opt_config, mixed_float16=False):
+    """Adam with the paper's settings; epsilon 1e-8 as PyTorch's default."""
+    opt = keras.optimizers.Adam(learning_rate=opt_config.learning_rate,
+                                beta_1=opt_config.beta_1, beta_2=opt_config.beta_2,
+                                epsilon=1e-8)
+    return keras.optimizers.LossScaleOptimizer(opt) if mixed_float16 else opt
+
+
+class MelGAN(keras.Model):
+    """Trains a Generator against a MultiScaleDiscriminator.
+
+    One `train_step` (official order): generate once; update D with the hinge loss on real
+    audio and the detached fake; score the *same* fake with the updated D for the
+    generator's hinge + lambda_feat * feature-matching loss, the real features coming from
+    the pass made before the D update. Data are (mel [B, frames, n_mels], audio [B, samples]).
+    """
+
+    def __init__(self, generator: Generator, discriminator: MultiScaleDiscriminator,
+                 log_mel: LogMel, lambda_feat: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
+        self.lambda_feat = lambda_feat
+        self.n_layers_d = discriminator.scale_kwargs["n_layers"]
+
+    @classmethod
+    def from_config_dataclass(cls, config: Config) -> "MelGAN":
+        g = Generator.from_config_dataclass(config.generator, config.audio.n_mels,
+                                            name="generator")
+        d = MultiScaleDiscriminator.from_config_dataclass(config.discriminator,
+                                                          name="discriminator")
+        g.build((None, None, config.audio.n_mels))
+        d.build()
+        return cls(g, d, LogMel(config.audio), lambda_feat=config.loss.lambda_feat)
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        # Build the slots now, not inside the first traced (maybe distributed) step.
+        g_optimizer.build(self.generator.trainable_variables)
+        d_optimizer.build(self.discriminator.trainable_variables)
+        names = ["d_loss", "g_loss", "g_adv", "feature_matching", "mel_l1"]
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+
+    @property
+    def metrics(self):
+        return list(getattr(self, "trackers", {}).values())
+
+    def call(self, mel, training=False):
+        return self.generator(mel, training=training)
+
+    def _record(self, **values):
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: self.trackers[name].result() for name in values}
+
+    def train_step(self, data):
+        mel, audio = data
+        # Gradients are summed over replicas, so each replica's loss is divided by their number.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        g_vars = self.generator.trainable_variables
+        d_vars = self.discriminator.trainable_variables
+        with tf.GradientTape() as g_tape:
+            fake = self.generator(mel, training=True)
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_out = self.discriminator(audio, training=True)
+                    fake_out = self.discriminator(tf.stop_gradient(fake), training=True)
+                    d_loss = discriminator_loss(real_out, fake_out)
+                    scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+                self.d_optimizer.apply(d_tape.gradient(scaled, d_vars), d_vars)
+            fake_out = self.discriminator(fake, training=True)  # the updated D
+            g_loss, g_adv, fm = generator_loss(real_out, fake_out, self.n_layers_d,
+                                               self.lambda_feat)
+            scaled = self.g_optimizer.scale_loss(g_loss / replicas)
+        self.g_optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
+        l1 = mel_l1(self.log_mel(tf.stop_gradient(fake)), mel)
+        return self._record(d_loss=d_loss, g_loss=g_loss, g_adv=g_adv, feature_matching=fm,
+                            mel_l1=l1)
+
+    def test_step(self, data):
+        mel, _ = data
+        fake = self.generator(mel, training=False)
+        return self._record(mel_l1=mel_l1(self.log_mel(fake), mel))
