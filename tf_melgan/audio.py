@@ -84,7 +84,8 @@ class LogMel(keras.layers.Layer):
     """
 
     def __init__(self, audio_config: dict | AudioConfig | None = None, **kwargs):
-        super().__init__(trainable=False, **kwargs)
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
         if isinstance(audio_config, dict):
             audio_config = AudioConfig(**audio_config)
         self.audio_config = audio_config or AudioConfig()

@@ -38,7 +38,8 @@ class GeneratorConfig:
     ngf: int = 32
     ratios: List[int] = field(default_factory=lambda: [8, 8, 2, 2])
     n_residual_layers: int = 3
-    init_stddev: float = 0.02
+    init: str = "pytorch"  # pytorch (what the official code trains from) | normal
+    init_stddev: float = 0.02  # for init: normal
 
 
 @dataclass
@@ -48,6 +49,7 @@ class DiscriminatorConfig:
     n_layers: int = 4
     downsampling: int = 4
     max_channels: int = 1024  # the official code caps channels at 1024
+    init: str = "pytorch"
     init_stddev: float = 0.02
 
 
@@ -267,5 +269,8 @@ def validate(config: Config) -> None:
     if t.mixed_precision not in MIXED_PRECISION_CHOICES:
         raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISION_CHOICES}, "
                           f"got '{t.mixed_precision}'")
+    for name, section in (("generator", g), ("discriminator", d)):
+        if section.init not in ("pytorch", "normal"):
+            raise ConfigError(f"{name}.init must be 'pytorch' or 'normal', got '{section.init}'")
     if config.loss.lambda_feat < 0:
         raise ConfigError("loss.lambda_feat must be >= 0")

@@ -15,29 +15,30 @@ class ScaleDiscriminator(keras.layers.Layer):
     n_layers grouped strided convs (kernel 10*s+1, stride s, zero pad 5*s, groups C_in/4);
     Conv(k5) -> Conv(k3, 1). LeakyReLU(0.2) after all but the last. Returns all outputs."""
 
-    def __init__(self, ndf=16, n_layers=4, downsampling=4, max_channels=1024,
+    def __init__(self, ndf=16, n_layers=4, downsampling=4, max_channels=1024, init="pytorch",
                  init_stddev=0.02, weight_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.ndf, self.n_layers, self.downsampling = ndf, n_layers, downsampling
-        self.max_channels, self.init_stddev, self.weight_norm = max_channels, init_stddev, weight_norm
-        opts = dict(weight_norm=weight_norm, stddev=init_stddev)
+        self.max_channels, self.weight_norm = max_channels, weight_norm
+        self.init, self.init_stddev = init, init_stddev
+        opts = dict(weight_norm=weight_norm, init=init, stddev=init_stddev)
         s = downsampling
         self.pads = [ReflectionPad1D(7)]
-        self.convs = [conv1d(ndf, 15, name="layer_0", **opts)]
+        self.convs = [conv1d(ndf, 15, 1, name="layer_0", **opts)]
         self.in_channels = [1]
         channels = ndf
         for n in range(1, n_layers + 1):
             previous, channels = channels, min(channels * s, max_channels)
             self.pads.append(keras.layers.ZeroPadding1D(5 * s))
-            self.convs.append(conv1d(channels, 10 * s + 1, strides=s, groups=previous // 4,
+            self.convs.append(conv1d(channels, 10 * s + 1, previous, strides=s, groups=previous // 4,
                                      name=f"layer_{n}", **opts))
             self.in_channels.append(previous)
         previous, channels = channels, min(channels * 2, max_channels)
         self.pads.append(keras.layers.ZeroPadding1D(2))
-        self.convs.append(conv1d(channels, 5, name=f"layer_{n_layers + 1}", **opts))
+        self.convs.append(conv1d(channels, 5, previous, name=f"layer_{n_layers + 1}", **opts))
         self.in_channels.append(previous)
         self.pads.append(keras.layers.ZeroPadding1D(1))
-        self.convs.append(conv1d(1, 3, name=f"layer_{n_layers + 2}", **opts))
+        self.convs.append(conv1d(1, 3, channels, name=f"layer_{n_layers + 2}", **opts))
         self.in_channels.append(channels)
 
     def build(self, input_shape=None):
@@ -57,7 +58,8 @@ class ScaleDiscriminator(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "ndf": self.ndf, "n_layers": self.n_layers,
                 "downsampling": self.downsampling, "max_channels": self.max_channels,
-                "init_stddev": self.init_stddev, "weight_norm": self.weight_norm}
+                "init": self.init, "init_stddev": self.init_stddev,
+                "weight_norm": self.weight_norm}
 
 
 def avg_pool_exclude_pad(x):
@@ -77,11 +79,11 @@ class MultiScaleDiscriminator(keras.Model):
     """
 
     def __init__(self, num_scales=3, ndf=16, n_layers=4, downsampling=4, max_channels=1024,
-                 init_stddev=0.02, weight_norm=True, **kwargs):
+                 init="pytorch", init_stddev=0.02, weight_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.num_scales = num_scales
         self.scale_kwargs = dict(ndf=ndf, n_layers=n_layers, downsampling=downsampling,
-                                 max_channels=max_channels, init_stddev=init_stddev,
+                                 max_channels=max_channels, init=init, init_stddev=init_stddev,
                                  weight_norm=weight_norm)
         self.discriminators = [ScaleDiscriminator(name=f"disc_{i}", **self.scale_kwargs)
                                for i in range(num_scales)]
@@ -90,7 +92,7 @@ class MultiScaleDiscriminator(keras.Model):
     def from_config_dataclass(cls, config: DiscriminatorConfig, **kwargs):
         return cls(num_scales=config.num_scales, ndf=config.ndf, n_layers=config.n_layers,
                    downsampling=config.downsampling, max_channels=config.max_channels,
-                   init_stddev=config.init_stddev, **kwargs)
+                   init=config.init, init_stddev=config.init_stddev, **kwargs)
 
     def build(self, input_shape=None):
         for d in self.discriminators:

@@ -21,18 +21,18 @@ class Generator(keras.Model):
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
-                 init_stddev=0.02, weight_norm=True, **kwargs):
+                 init="pytorch", init_stddev=0.02, weight_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
-        self.n_residual_layers, self.init_stddev = n_residual_layers, init_stddev
-        self.weight_norm = weight_norm
+        self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
+        self.init, self.init_stddev = init, init_stddev
         self.hop_length = 1
         for r in self.ratios:
             self.hop_length *= r
-        opts = dict(weight_norm=weight_norm, stddev=init_stddev)
+        opts = dict(weight_norm=weight_norm, init=init, stddev=init_stddev)
         channels = ngf * 2 ** len(self.ratios)
         self.pad_pre = ReflectionPad1D(3)
-        self.conv_pre = conv1d(channels, 7, name="conv_pre", **opts)
+        self.conv_pre = conv1d(channels, 7, n_mels, name="conv_pre", **opts)
         self.upsamplers, self.stages = [], []
         for i, r in enumerate(self.ratios):
             channels //= 2
@@ -40,12 +40,12 @@ class Generator(keras.Model):
             self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}", **opts)
                                 for j in range(n_residual_layers)])
         self.pad_post = ReflectionPad1D(3)
-        self.conv_post = conv1d(1, 7, name="conv_post", **opts)
+        self.conv_post = conv1d(1, 7, channels, name="conv_post", **opts)
 
     @classmethod
     def from_config_dataclass(cls, config: GeneratorConfig, n_mels: int, **kwargs):
         return cls(n_mels=n_mels, ngf=config.ngf, ratios=config.ratios,
-                   n_residual_layers=config.n_residual_layers,
+                   n_residual_layers=config.n_residual_layers, init=config.init,
                    init_stddev=config.init_stddev, **kwargs)
 
     def build(self, input_shape=None):
@@ -80,7 +80,8 @@ class Generator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "n_mels": self.n_mels, "ngf": self.ngf,
                 "ratios": self.ratios, "n_residual_layers": self.n_residual_layers,
-                "init_stddev": self.init_stddev, "weight_norm": self.weight_norm}
+                "init": self.init, "init_stddev": self.init_stddev,
+                "weight_norm": self.weight_norm}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,

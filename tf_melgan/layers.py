@@ -99,21 +99,41 @@ class WeightNormalization(keras.layers.Wrapper):
         return plain
 
 
-def conv1d(filters, kernel_size, *, strides=1, dilation_rate=1, groups=1, weight_norm=True,
-           stddev=0.02, name=None):
-    """A 'valid' Conv1D initialised N(0, stddev) like the official code, optionally weight-normed."""
-    layer = Conv1D(
-        filters, kernel_size, strides=strides, dilation_rate=dilation_rate, groups=groups,
-        kernel_initializer=keras.initializers.RandomNormal(0.0, stddev),
-        name=None if weight_norm else name)
+INITS = ("pytorch", "normal")
+
+
+def _initializers(init, stddev, fan_in):
+    """'pytorch': what the official code actually trains from. Its `weights_init`
+    (normal(0, 0.02)) runs after `weight_norm`, so it only overwrites the derived `weight`,
+    which the next forward recomputes from g and v: the effective init is PyTorch's default,
+    kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)) for weight and bias.
+    'normal': N(0, stddev) kernels and zero biases, the init the code states."""
+    if init == "normal":
+        return keras.initializers.RandomNormal(0.0, stddev), "zeros"
+    if init == "pytorch":
+        bound = fan_in ** -0.5
+        # Keras' fan_in for Conv1DTranspose is k * out, the same quirk as PyTorch's.
+        return (keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+                keras.initializers.RandomUniform(-bound, bound))
+    raise ValueError(f"unknown init '{init}', expected one of {INITS}")
+
+
+def conv1d(filters, kernel_size, in_channels, *, strides=1, dilation_rate=1, groups=1,
+           weight_norm=True, init="pytorch", stddev=0.02, name=None):
+    """A 'valid' Conv1D, optionally weight-normed, initialised like the official code."""
+    kernel_init, bias_init = _initializers(init, stddev, kernel_size * in_channels // groups)
+    layer = Conv1D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
+                   groups=groups, kernel_initializer=kernel_init, bias_initializer=bias_init,
+                   name=None if weight_norm else name)
     return WeightNormalization(layer, name=name) if weight_norm else layer
 
 
-def conv1d_transpose(filters, kernel_size, strides, *, weight_norm=True, stddev=0.02, name=None):
+def conv1d_transpose(filters, kernel_size, strides, *, weight_norm=True, init="pytorch",
+                     stddev=0.02, name=None):
+    kernel_init, bias_init = _initializers(init, stddev, kernel_size * filters)
     layer = keras.layers.Conv1DTranspose(
-        filters, kernel_size, strides=strides,
-        kernel_initializer=keras.initializers.RandomNormal(0.0, stddev),
-        name=None if weight_norm else name)
+        filters, kernel_size, strides=strides, kernel_initializer=kernel_init,
+        bias_initializer=bias_init, name=None if weight_norm else name)
     return WeightNormalization(layer, name=name) if weight_norm else layer
 
 
@@ -169,15 +189,16 @@ class ResidualBlock(keras.layers.Layer):
     """x + block(x) with a learned 1x1 shortcut, as the official `ResnetBlock`:
     block = LReLU -> ReflectionPad(d) -> Conv(k3, dilation d) -> LReLU -> Conv(k1)."""
 
-    def __init__(self, channels, dilation, weight_norm=True, stddev=0.02, **kwargs):
+    def __init__(self, channels, dilation, weight_norm=True, init="pytorch", stddev=0.02,
+                 **kwargs):
         super().__init__(**kwargs)
         self.channels, self.dilation = channels, dilation
-        self.weight_norm, self.stddev = weight_norm, stddev
-        opts = dict(weight_norm=weight_norm, stddev=stddev)
+        self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
+        opts = dict(weight_norm=weight_norm, init=init, stddev=stddev)
         self.pad = ReflectionPad1D(dilation)
-        self.conv_dilated = conv1d(channels, 3, dilation_rate=dilation, **opts)
-        self.conv_1x1 = conv1d(channels, 1, **opts)
-        self.shortcut = conv1d(channels, 1, **opts)
+        self.conv_dilated = conv1d(channels, 3, channels, dilation_rate=dilation, **opts)
+        self.conv_1x1 = conv1d(channels, 1, channels, **opts)
+        self.shortcut = conv1d(channels, 1, channels, **opts)
 
     def build(self, input_shape):
         self.conv_dilated.build((None, None, input_shape[-1]))
@@ -195,4 +216,4 @@ class ResidualBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "dilation": self.dilation,
-                "weight_norm": self.weight_norm, "stddev": self.stddev}
+                "weight_norm": self.weight_norm, "init": self.init, "stddev": self.stddev}

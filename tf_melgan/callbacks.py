@@ -1,0 +1,145 @@
+"""Keras callbacks of the training loop: graceful stop, checkpoints, best model, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+
+import keras
+import numpy as np
+import soundfile as sf
+import tensorflow as tf
+
+log = logging.getLogger("tf_melgan")
+
+
+def _step(gan) -> int:
+    return int(gan.g_optimizer.iterations.numpy())
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """First Ctrl-C / SIGTERM: finish the current step, then stop (the caller saves).
+    A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.stop_requested = False
+        self._previous = {}
+
+    def on_train_begin(self, logs=None):
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        log.warning("%s received: saving a checkpoint after this step (Ctrl-C again to abort)",
+                    signal.Signals(signum).name)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stop_requested:
+            self.model.stop_training = True
+
+    def restore_handlers(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Saves G, D and both optimizers (with the step) every `every` steps."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, gan, every: int):
+        super().__init__()
+        self.manager, self.gan, self.every = manager, gan, every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.gan)
+        if step % self.every == 0:
+            self.manager.save(checkpoint_number=step)
+
+
+class BestGenerator(keras.callbacks.Callback):
+    """Keeps the generator with the lowest validation log-mel L1 (the official criterion)
+    in MODEL_DIR/best_generator.weights.h5, its score and step in best.json."""
+
+    def __init__(self, model_dir: str, gan, enabled: bool = True):
+        super().__init__()
+        self.gan, self.enabled = gan, enabled
+        self.weights_path = os.path.join(model_dir, "best_generator.weights.h5")
+        self.json_path = os.path.join(model_dir, "best.json")
+        self.best = math.inf
+        if os.path.isfile(self.json_path):
+            with open(self.json_path) as f:
+                self.best = json.load(f)["val_mel_l1"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_mel_l1")
+        if not self.enabled or value is None or not value < self.best:
+            return
+        self.best = float(value)
+        self.gan.generator.save_weights(self.weights_path)
+        with open(self.json_path, "w") as f:
+            json.dump({"val_mel_l1": self.best, "step": _step(self.gan)}, f)
+
+
+def mel_image(mel) -> np.ndarray:
+    """[frames, n_mels] log10-mel -> [1, n_mels, frames, 1] image in [0, 1], low bands at the bottom."""
+    img = (np.asarray(mel, np.float32).T[::-1] + 5.0) / 6.0
+    return np.clip(img, 0.0, 1.0)[None, :, :, None]
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Scalars (losses, mel L1, steps/s) every `log_every` steps and per epoch; audio and
+    mel images of a held-out clip every `sample_every` steps (also written as wav files)."""
+
+    def __init__(self, log_dir, gan, sample_audio, sample_rate, sample_every, samples_dir,
+                 log_every=50):
+        super().__init__()
+        self.gan, self.sample_rate, self.sample_every = gan, sample_rate, sample_every
+        self.sample_audio = np.asarray(sample_audio, np.float32)
+        self.samples_dir, self.log_every = samples_dir, log_every
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self._last = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.gan)
+        if step % self.log_every == 0:
+            now = time.perf_counter()
+            with self.writer.as_default(step=step):
+                for key, value in (logs or {}).items():
+                    tf.summary.scalar(f"train/{key}", float(value))
+                if self._last is not None and step > self._last[0]:
+                    tf.summary.scalar("train/steps_per_sec",
+                                      (step - self._last[0]) / (now - self._last[1]))
+            self._last = (step, now)
+        if step % self.sample_every == 0:
+            self.write_sample(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default(step=_step(self.gan)):
+            for key, value in (logs or {}).items():
+                prefix = "validation" if key.startswith("val_") else "epoch"
+                tf.summary.scalar(f"{prefix}/{key.removeprefix('val_')}", float(value))
+        self.writer.flush()
+
+    def write_sample(self, step):
+        """Synthesizes the held-out sample clip; writes TensorBoard audio/images and a wav."""
+        mel = self.gan.log_mel(self.sample_audio)
+        fake = self.gan.generator(mel).numpy()
+        with self.writer.as_default(step=step):
+            both = np.concatenate([self.sample_audio, fake])[..., None]
+            tf.summary.audio("audio/real_vs_generated", both, self.sample_rate, max_outputs=2)
+            tf.summary.image("mel/real", mel_image(mel[0]))
+            tf.summary.image("mel/generated", mel_image(self.gan.log_mel(fake)[0]))
+        self.writer.flush()
+        os.makedirs(self.samples_dir, exist_ok=True)
+        sf.write(os.path.join(self.samples_dir, f"step_{step:08d}.wav"), fake[0], self.sample_rate)

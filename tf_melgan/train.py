@@ -1,0 +1,198 @@
+"""Training CLI: python -m tf_melgan.train --config configs/base.yaml --model_dir DIR.
+
+Resumes from the latest checkpoint in DIR, saves on Ctrl-C / SIGTERM, keeps the generator
+with the best validation log-mel L1, logs to TensorBoard (DIR/logs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "YAML config; defaults to MODEL_DIR/config.yaml when resuming.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, logs, samples and the resolved config.")
+flags.DEFINE_string("data", None, "Audio folder (LJ Speech layout or any folder); sets data.path.")
+flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
+                  "auto: MirroredStrategy on GPUs, MultiWorkerMirroredStrategy when TF_CONFIG "
+                  "names several workers, else the default strategy.")
+flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices and "
+                     "mirror over them (testing distribution without GPUs).")
+flags.DEFINE_integer("verbose", 1, "Keras progress bar: 0 silent, 1 bar, 2 a line per epoch.")
+
+log = logging.getLogger("tf_melgan")
+
+
+def make_strategy(name: str, cpu_replicas: int = 0):
+    """Picks a tf.distribute strategy; must run before any other TensorFlow work."""
+    import tensorflow as tf
+    if cpu_replicas:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    workers = len(tf_config.get("cluster", {}).get("worker", []))
+    if name == "auto":
+        if workers > 1:
+            name = "multi_worker"
+        elif tf.config.list_physical_devices("GPU") or cpu_replicas:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        devices = None
+        if cpu_replicas and not tf.config.list_physical_devices("GPU"):
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def set_precision(mode: str):
+    import keras
+    import tensorflow as tf
+    if mode == "auto":
+        mode = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy("float32" if mode == "none" else mode)
+    return mode
+
+
+def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
+    """Trains (or resumes) in `model_dir` until `config.training.steps`. Returns a summary."""
+    import keras
+    import tensorflow as tf
+
+    from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, GracefulStop,
+                                     TensorBoardLogger)
+    from tf_melgan.data import (AudioSource, find_audio_files, split_files, train_dataset,
+                                validation_audio, validation_dataset)
+    from tf_melgan.model import MelGAN, make_optimizer
+
+    strategy = strategy or tf.distribute.get_strategy()
+    t = config.training
+    chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if t.batch_size % replicas:
+        raise SystemExit(f"training.batch_size {t.batch_size} is not divisible by the "
+                         f"{replicas} replicas")
+    precision = set_precision(t.mixed_precision)
+    os.makedirs(model_dir, exist_ok=True)
+    if chief:
+        with open(os.path.join(model_dir, "config.yaml"), "w") as f:
+            f.write(config.to_yaml())
+
+    files = find_audio_files(config.data.path)
+    train_files, val_files = split_files(files, config.data.validation_clips)
+    train_source = AudioSource(train_files, config.audio.sample_rate, config.audio.peak,
+                               config.data.cache_max_gb, verbose=verbose > 0 and chief)
+    val_source = AudioSource(val_files, config.audio.sample_rate, config.audio.peak,
+                             config.data.cache_max_gb, verbose=False)
+    val_audio = validation_audio(val_source, config.data.eval_segment_length)
+    log.info("data: %d training clips (%.0f s), %d held out; %d replica(s), precision %s",
+             len(train_source), train_source.seconds(), len(val_source), replicas, precision)
+
+    keras.utils.set_random_seed(t.seed)
+    with strategy.scope():
+        gan = MelGAN.from_config_dataclass(config)
+        fp16 = precision == "mixed_float16"
+        gan.compile(make_optimizer(config.g_optimizer, fp16),
+                    make_optimizer(config.d_optimizer, fp16), jit_compile=t.jit_compile)
+        checkpoint = tf.train.Checkpoint(generator=gan.generator,
+                                         discriminator=gan.discriminator,
+                                         g_optimizer=gan.g_optimizer,
+                                         d_optimizer=gan.d_optimizer)
+    # Non-chief workers must take part in saving but write to a scratch directory.
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    if not chief:
+        ckpt_dir = os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        log.info("resumed from %s", manager.latest_checkpoint)
+    step = int(gan.g_optimizer.iterations.numpy())
+
+    stopper = GracefulStop()
+    callbacks = [stopper, CheckpointSaver(manager, gan, t.checkpoint_every),
+                 BestGenerator(model_dir, gan, enabled=chief)]
+    if chief:
+        callbacks.append(TensorBoardLogger(os.path.join(model_dir, "logs"), gan, val_audio[:1],
+                                           config.audio.sample_rate, t.sample_every,
+                                           os.path.join(model_dir, "samples")))
+    val_ds = validation_dataset(val_audio, config, batch_size=replicas)
+    history = {}
+    try:
+        while step < t.steps and not stopper.stop_requested:
+            epoch = step // t.steps_per_epoch
+            steps = min((epoch + 1) * t.steps_per_epoch, t.steps) - step
+            start = step
+            data = strategy.distribute_datasets_from_function(
+                lambda ctx, start=start: train_dataset(train_source, config, start, ctx))
+            result = gan.fit(data, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps,
+                             validation_data=val_ds, callbacks=callbacks, verbose=verbose)
+            for key, values in result.history.items():
+                history.setdefault(key, []).extend(values)
+            step = int(gan.g_optimizer.iterations.numpy())
+    finally:
+        stopper.restore_handlers()
+    if int(manager.checkpoint.save_counter.numpy()) == 0 or \
+            step != int(manager.latest_checkpoint.rsplit("-", 1)[-1]):
+        manager.save(checkpoint_number=step)
+    if chief:
+        callbacks[-1].write_sample(step)
+    else:
+        tf.io.gfile.rmtree(ckpt_dir)
+    return {"step": step, "history": history, "interrupted": stopper.stop_requested,
+            "checkpoint": manager.latest_checkpoint}
+
+
+def main(argv):
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from tf_melgan.config import ConfigError, load_config
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required")
+    config_path = FLAGS.config
+    saved = os.path.join(FLAGS.model_dir, "config.yaml")
+    if config_path is None:
+        if not os.path.isfile(saved):
+            raise app.UsageError("--config is required for a new model_dir")
+        config_path = saved
+    overrides = list(FLAGS.set) + ([f"data.path={FLAGS.data}"] if FLAGS.data else [])
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as e:
+        sys.exit(f"config error: {e}")
+    strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+    from tf_melgan.data import DataError
+    try:
+        summary = run(config, FLAGS.model_dir, strategy, FLAGS.verbose)
+    except DataError as e:
+        sys.exit(f"data error: {e}")
+    log.info("stopped at step %d; checkpoint %s", summary["step"], summary["checkpoint"])
+    if summary["interrupted"]:
+        sys.exit(128 + signal.SIGTERM)
+
+
+def cli():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    cli()
