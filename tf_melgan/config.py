@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -111,6 +112,9 @@ class Config:
 MIXED_PRECISION_CHOICES = ("none", "auto", "mixed_float16", "mixed_bfloat16")
 
 
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value, hint, where: str):
     """Checks `value` against a dataclass field type, converting ints to floats."""
     origin = typing.get_origin(hint)
@@ -133,6 +137,8 @@ def _coerce(value, hint, where: str):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+            value = float(value)  # PyYAML (YAML 1.1) reads 1e-4, without a dot, as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -186,6 +192,8 @@ def parse_override(text: str):
 
 def config_from_dict(data: dict, overrides=()) -> Config:
     """Builds and validates a Config from a plain dict plus 'a.b=value' overrides."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {data!r}")
     data = dict(data or {})
     for text in overrides:
         key, value = parse_override(text)
@@ -264,8 +272,8 @@ def validate(config: Config) -> None:
     if not 0 < data.gain_min <= data.gain_max:
         raise ConfigError(f"need 0 < data.gain_min <= data.gain_max, got "
                           f"{data.gain_min}, {data.gain_max}")
-    if data.validation_clips < 0:
-        raise ConfigError("data.validation_clips must be >= 0")
+    if data.validation_clips < 1:  # training needs held-out clips (validation, best model)
+        raise ConfigError(f"data.validation_clips must be >= 1, got {data.validation_clips}")
     if t.mixed_precision not in MIXED_PRECISION_CHOICES:
         raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISION_CHOICES}, "
                           f"got '{t.mixed_precision}'")

@@ -88,6 +88,8 @@ class AudioSource:
         self.files, skipped, total_samples = [], [], 0
         for path in files:
             try:
+                if os.path.getsize(path) == 0:
+                    raise AudioError(f"{path}: empty file (0 bytes)")
                 info = sf.info(path)
                 if info.frames <= 0:
                     raise AudioError(f"{path}: contains no samples")

@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tf-melgan",
+    version="0.1.0",
+    description="MelGAN vocoder (Kumar et al., NeurIPS 2019) in TensorFlow 2 / Keras 3: "
+                "paper-faithful training, SavedModel and TFLite export",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tf_melgan", "tf_melgan.*"]),
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3",
+        "numpy>=1.26",
+        "librosa>=0.10",
+        "soundfile>=0.12",
+        "absl-py>=1.4",
+        "PyYAML>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "litert": ["ai-edge-litert>=1.2"],
+        "torch": ["torch>=2.1"],
+    },
+    entry_points={"console_scripts": [
+        "tf-melgan-train=tf_melgan.train:cli",
+    ]},
+)

@@ -1,0 +1,140 @@
+"""WeightNormalization against PyTorch weight_norm(dim=0) written out in NumPy."""
+
+import keras
+import numpy as np
+import pytest
+
+from tf_melgan.layers import (Conv1D, ReflectionPad1D, ResidualBlock, WeightNormalization,
+                              conv1d, conv1d_transpose)
+
+
+def np_conv1d(x, w, b, stride=1, dilation=1, groups=1):
+    """Cross-correlation, 'valid': x [T, Cin], w [k, Cin/groups, Cout] -> [T', Cout]."""
+    k, cin_g, cout = w.shape
+    cout_g = cout // groups
+    span = (k - 1) * dilation + 1
+    steps = (x.shape[0] - span) // stride + 1
+    y = np.zeros((steps, cout))
+    for t in range(steps):
+        patch = x[t * stride: t * stride + span: dilation]  # [k, Cin]
+        for g in range(groups):
+            y[t, g * cout_g:(g + 1) * cout_g] = np.einsum(
+                "ki,kio->o", patch[:, g * cin_g:(g + 1) * cin_g], w[:, :, g * cout_g:(g + 1) * cout_g])
+    return y + b
+
+
+def np_conv1d_transpose(x, w, b, stride):
+    """PyTorch ConvTranspose1d, no padding: x [T, Cin], w [k, Cout, Cin] -> [(T-1)s + k, Cout]."""
+    k, cout, _ = w.shape
+    y = np.zeros(((x.shape[0] - 1) * stride + k, cout))
+    for t in range(x.shape[0]):
+        y[t * stride: t * stride + k] += np.einsum("i,koi->ko", x[t], w)
+    return y + b
+
+
+def torch_weight_norm_np(v, g):
+    """PyTorch weight_norm(dim=0), computed in PyTorch's layout: Keras' Conv1D kernel
+    (k, in, out) is torch's (out, in, k) reversed, Conv1DTranspose's (k, out, in) is
+    torch's (in, out, k) reversed; dim 0 is out for the conv, in for the transpose."""
+    vt = v.transpose(2, 1, 0)
+    norm = np.sqrt((vt ** 2).reshape(vt.shape[0], -1).sum(axis=1)).reshape(-1, 1, 1)
+    wt = g.reshape(-1, 1, 1) * vt / norm
+    return wt.transpose(2, 1, 0)
+
+
+@pytest.mark.parametrize("kind", ["conv", "transpose", "grouped", "dilated"])
+def test_weight_norm_matches_formula(kind):
+    rng = np.random.default_rng(0)
+    cin, cout = 8, 12
+    if kind == "transpose":
+        layer = conv1d_transpose(cout, 6, 3)
+    elif kind == "grouped":
+        layer = conv1d(cout, 5, cin, strides=2, groups=4)
+    elif kind == "dilated":
+        layer = conv1d(cout, 3, cin, dilation_rate=3)
+    else:
+        layer = conv1d(cout, 7, cin)
+    layer.build((None, None, cin))
+    v = rng.normal(size=layer.layer.kernel.shape).astype("float32")
+    g = rng.uniform(0.5, 2.0, size=layer.g.shape).astype("float32")
+    b = rng.normal(size=layer.layer.bias.shape).astype("float32")
+    layer.layer.kernel.assign(v)
+    layer.g.assign(g)
+    layer.layer.bias.assign(b)
+    # g has one entry per output channel for Conv1D, per *input* channel for the transpose
+    assert layer.g.shape == ((cin,) if kind == "transpose" else (cout,))
+    w = torch_weight_norm_np(v.astype(np.float64), g)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.normalized_kernel()), w,
+                               rtol=1e-5, atol=1e-6)
+    x = rng.normal(size=(2, 40, cin)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    for i in range(2):
+        if kind == "transpose":
+            ref = np_conv1d_transpose(x[i], w, b, 3)
+        elif kind == "grouped":
+            ref = np_conv1d(x[i], w, b, stride=2, groups=4)
+        elif kind == "dilated":
+            ref = np_conv1d(x[i], w, b, dilation=3)
+        else:
+            ref = np_conv1d(x[i], w, b)
+        np.testing.assert_allclose(y[i], ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_wrapped_equals_bare_at_init_and_folds(transpose):
+    layer = conv1d_transpose(6, 4, 2) if transpose else conv1d(6, 5, 4, groups=2)
+    layer.build((None, None, 4))
+    v = keras.ops.convert_to_numpy(layer.layer.kernel)
+    norm = np.sqrt((v ** 2).sum(axis=(0, 1)))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.g), norm, rtol=1e-6)
+    x = np.random.default_rng(1).normal(size=(3, 20, 4)).astype("float32")
+    wrapped = keras.ops.convert_to_numpy(layer(x))
+    bare = keras.ops.convert_to_numpy(layer.layer(x))  # the inner layer, kernel = v
+    np.testing.assert_allclose(wrapped, bare, rtol=1e-5, atol=1e-6)
+    # After g moves away from ||v||, the folded plain layer still reproduces the wrapper.
+    layer.g.assign(keras.ops.convert_to_numpy(layer.g) * np.linspace(0.5, 2, len(norm)))
+    folded = layer.fold()
+    assert not isinstance(folded, WeightNormalization)
+    assert len(folded.weights) == 2
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(folded(x)),
+                               keras.ops.convert_to_numpy(layer(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_conv_equals_keras_grouped_conv():
+    rng = np.random.default_rng(2)
+    ours = Conv1D(16, 41, strides=4, groups=4)
+    ref = keras.layers.Conv1D(16, 41, strides=4, groups=4)
+    ours.build((None, None, 8))
+    ref.build((None, None, 8))
+    ref.set_weights(ours.get_weights())
+    x = rng.normal(size=(2, 300, 8)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)),
+                               keras.ops.convert_to_numpy(ref(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_reflection_pad_matches_numpy():
+    x = np.arange(2 * 10 * 3, dtype="float32").reshape(2, 10, 3)
+    y = keras.ops.convert_to_numpy(ReflectionPad1D(3)(x))
+    np.testing.assert_array_equal(y, np.pad(x, [(0, 0), (3, 3), (0, 0)], mode="reflect"))
+
+
+def test_layers_serialize_round_trip():
+    block = ResidualBlock(8, 3, name="res")
+    block.build((None, None, 8))
+    x = np.random.default_rng(3).normal(size=(1, 30, 8)).astype("float32")
+    restored = keras.layers.deserialize(keras.layers.serialize(block))
+    assert restored.built  # Keras rebuilds from the saved build config
+    restored.set_weights(block.get_weights())
+    assert restored.get_config() == block.get_config()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)),
+                               keras.ops.convert_to_numpy(block(x)), rtol=1e-6)
+    wn = conv1d(4, 3, 8)
+    clone = keras.layers.deserialize(keras.layers.serialize(wn))
+    assert isinstance(clone, WeightNormalization) and clone.layer.get_config()["filters"] == 4
+
+
+def test_wraps_only_valid_convs():
+    with pytest.raises(TypeError):
+        WeightNormalization(keras.layers.Dense(3))
+    with pytest.raises(ValueError, match="padding='valid'"):
+        WeightNormalization(keras.layers.Conv1D(3, 3, padding="same"))
