@@ -1,5 +1,11 @@
 """tf-melgan: MelGAN (Kumar et al., NeurIPS 2019) in TensorFlow 2 / Keras 3."""
 
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries our progress
+# output; errors still show. Set TF_CPP_MIN_LOG_LEVEL yourself to see everything.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from tf_melgan.audio import AudioError, LogMel, load_audio, log_mel_numpy, mel_filters
 from tf_melgan.config import Config, ConfigError, load_config
 from tf_melgan.data import AudioSource, DataError, find_audio_files, train_dataset

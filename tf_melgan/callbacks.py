@@ -54,6 +54,18 @@ class GracefulStop(keras.callbacks.Callback):
         self._previous = {}
 
 
+class StopAt(keras.callbacks.Callback):
+    """Ends training at `last_step` even inside an epoch (the last one may be partial)."""
+
+    def __init__(self, gan, last_step: int):
+        super().__init__()
+        self.gan, self.last_step = gan, last_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _step(self.gan) >= self.last_step:
+            self.model.stop_training = True
+
+
 class CheckpointSaver(keras.callbacks.Callback):
     """Saves G, D and both optimizers (with the step) every `every` steps."""
 

@@ -6,6 +6,7 @@ so `configs/base.yaml` only has to restate them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -194,7 +195,7 @@ def config_from_dict(data: dict, overrides=()) -> Config:
     """Builds and validates a Config from a plain dict plus 'a.b=value' overrides."""
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping of sections, got {data!r}")
-    data = dict(data or {})
+    data = copy.deepcopy(data or {})  # overrides must not change the caller's dict
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)

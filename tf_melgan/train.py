@@ -11,9 +11,12 @@ import logging
 import os
 import signal
 import sys
-import time
+import warnings
 
 from absl import app, flags
+
+# Our datasets are shuffled by construction; Keras warns about its own shuffle flag.
+warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "YAML config; defaults to MODEL_DIR/config.yaml when resuming.")
@@ -79,7 +82,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
     import keras
     import tensorflow as tf
 
-    from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, GracefulStop,
+    from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, GracefulStop, StopAt,
                                      TensorBoardLogger)
     from tf_melgan.data import (AudioSource, find_audio_files, split_files, train_dataset,
                                 validation_audio, validation_dataset)
@@ -139,13 +142,16 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
     history = {}
     try:
         while step < t.steps and not stopper.stop_requested:
-            epoch = step // t.steps_per_epoch
-            steps = min((epoch + 1) * t.steps_per_epoch, t.steps) - step
-            start = step
+            epoch, into_epoch = divmod(step, t.steps_per_epoch)
+            if into_epoch:  # resumed mid-epoch: finish that epoch on its own
+                epochs, steps_per_epoch = epoch + 1, t.steps_per_epoch - into_epoch
+            else:
+                epochs, steps_per_epoch = -(-t.steps // t.steps_per_epoch), t.steps_per_epoch
             data = strategy.distribute_datasets_from_function(
-                lambda ctx, start=start: train_dataset(train_source, config, start, ctx))
-            result = gan.fit(data, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps,
-                             validation_data=val_ds, callbacks=callbacks, verbose=verbose)
+                lambda ctx, start=step: train_dataset(train_source, config, start, ctx))
+            result = gan.fit(data, initial_epoch=epoch, epochs=epochs,
+                             steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                             callbacks=callbacks + [StopAt(gan, t.steps)], verbose=verbose)
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
             step = int(gan.g_optimizer.iterations.numpy())
@@ -165,6 +171,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
 def main(argv):
     del argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     from tf_melgan.config import ConfigError, load_config
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
@@ -174,11 +181,12 @@ def main(argv):
         if not os.path.isfile(saved):
             raise app.UsageError("--config is required for a new model_dir")
         config_path = saved
-    overrides = list(FLAGS.set) + ([f"data.path={FLAGS.data}"] if FLAGS.data else [])
     try:
-        config = load_config(config_path, overrides)
+        config = load_config(config_path, FLAGS.set)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
+    if FLAGS.data:  # set directly: a path is not YAML ('#' would start a comment)
+        config.data.path = FLAGS.data
     strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
     from tf_melgan.data import DataError
     try:
