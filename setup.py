@@ -22,9 +22,10 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "litert": ["ai-edge-litert>=1.2"],
-        "torch": ["torch>=2.1"],
+        "torch": ["torch>=2.1"],  # CPU build here: pip install torch==2.13.0
     },
     entry_points={"console_scripts": [
         "tf-melgan-train=tf_melgan.train:cli",
+        "tf-melgan-import-pytorch=tf_melgan.import_pytorch:cli",
     ]},
 )

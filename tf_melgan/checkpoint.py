@@ -14,6 +14,14 @@ class ModelDirError(ValueError):
     """A path is not a usable tf-melgan model dir; the message says what is missing."""
 
 
+def restore_weights(path: str, **models) -> None:
+    """Restores e.g. generator=G, discriminator=D from a train.py checkpoint (the rest of
+    it, optimizers and step, is left alone); raises if any of their variables is missing."""
+    status = tf.train.Checkpoint(**models).restore(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+
+
 def load_model_config(model_dir: str) -> Config:
     path = os.path.join(model_dir, "config.yaml")
     if not os.path.isfile(path):
@@ -41,5 +49,5 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True):
         latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
         if latest is None:
             raise ModelDirError(f"{model_dir} has no checkpoint yet")
-        tf.train.Checkpoint(generator=generator).restore(latest).expect_partial()
+        restore_weights(latest, generator=generator)
     return (generator.folded() if fold else generator), config

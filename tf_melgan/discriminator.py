@@ -40,6 +40,8 @@ class ScaleDiscriminator(keras.layers.Layer):
         self.pads.append(keras.layers.ZeroPadding1D(1))
         self.convs.append(conv1d(1, 3, channels, name=f"layer_{n_layers + 2}", **opts))
         self.in_channels.append(channels)
+        for j, conv in enumerate(self.convs):  # visible to tf.train.Checkpoint (see Generator)
+            setattr(self, f"layer_{j}", conv)
 
     def build(self, input_shape=None):
         for conv, c in zip(self.convs, self.in_channels):
@@ -87,6 +89,8 @@ class MultiScaleDiscriminator(keras.Model):
                                  weight_norm=weight_norm)
         self.discriminators = [ScaleDiscriminator(name=f"disc_{i}", **self.scale_kwargs)
                                for i in range(num_scales)]
+        for i, d in enumerate(self.discriminators):  # visible to tf.train.Checkpoint
+            setattr(self, f"disc_{i}", d)
 
     @classmethod
     def from_config_dataclass(cls, config: DiscriminatorConfig, **kwargs):

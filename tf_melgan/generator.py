@@ -41,6 +41,12 @@ class Generator(keras.Model):
                                 for j in range(n_residual_layers)])
         self.pad_post = ReflectionPad1D(3)
         self.conv_post = conv1d(1, 7, channels, name="conv_post", **opts)
+        # Keras 3 keeps layers held in lists out of tf.train.Checkpoint's object graph;
+        # attributes put them in (same layers, same weights and order).
+        for i, (up, blocks) in enumerate(zip(self.upsamplers, self.stages)):
+            setattr(self, f"up_{i}", up)
+            for j, block in enumerate(blocks):
+                setattr(self, f"res_{i}_{j}", block)
 
     @classmethod
     def from_config_dataclass(cls, config: GeneratorConfig, n_mels: int, **kwargs):

@@ -28,6 +28,9 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_wor
                   "names several workers, else the default strategy.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices and "
                      "mirror over them (testing distribution without GPUs).")
+flags.DEFINE_string("init_from", None, "Another model dir (e.g. from tf_melgan.import_pytorch): "
+                    "when MODEL_DIR has no checkpoint yet, start G and D from its latest "
+                    "checkpoint; optimizers and step start fresh, MODEL_DIR's config rules.")
 flags.DEFINE_integer("verbose", 1, "Keras progress bar: 0 silent, 1 bar, 2 a line per epoch.")
 
 log = logging.getLogger("tf_melgan")
@@ -77,7 +80,34 @@ def set_precision(mode: str):
     return mode
 
 
-def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
+ARCHITECTURE = {"audio": ["n_mels"],
+                "generator": ["ngf", "ratios", "n_residual_layers"],
+                "discriminator": ["num_scales", "ndf", "n_layers", "downsampling",
+                                  "max_channels"]}
+
+
+def init_checkpoint(config, init_from: str) -> str:
+    """The latest checkpoint of `init_from`, checked to have `config`'s architecture."""
+    import tensorflow as tf
+
+    from tf_melgan.checkpoint import load_model_config
+    path = tf.train.latest_checkpoint(os.path.join(init_from, "checkpoints"))
+    if path is None:
+        raise SystemExit(f"--init_from {init_from}: no checkpoint in {init_from}/checkpoints")
+    other = load_model_config(init_from)
+    differ = [f"{section}.{name}: {getattr(getattr(other, section), name)} there, "
+              f"{getattr(getattr(config, section), name)} here"
+              for section, names in ARCHITECTURE.items() for name in names
+              if getattr(getattr(other, section), name) != getattr(getattr(config, section), name)]
+    if differ:
+        raise SystemExit(f"--init_from {init_from}: different architecture ({'; '.join(differ)})")
+    if other.audio != config.audio:
+        log.warning("--init_from %s was trained on other audio features (%s)", init_from,
+                    other.audio)
+    return path
+
+
+def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None) -> dict:
     """Trains (or resumes) in `model_dir` until `config.training.steps`. Returns a summary."""
     import keras
     import tensorflow as tf
@@ -86,6 +116,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
                                      TensorBoardLogger)
     from tf_melgan.data import (AudioSource, find_audio_files, split_files, train_dataset,
                                 validation_audio, validation_dataset)
+    from tf_melgan.checkpoint import restore_weights
     from tf_melgan.model import MelGAN, make_optimizer
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -95,6 +126,11 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
     if t.batch_size % replicas:
         raise SystemExit(f"training.batch_size {t.batch_size} is not divisible by the "
                          f"{replicas} replicas")
+    init_source = None
+    if init_from and tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is None:
+        init_source = init_checkpoint(config, init_from)  # fail before loading any data
+    elif init_from:
+        log.info("--init_from ignored: %s already has a checkpoint", model_dir)
     precision = set_precision(t.mixed_precision)
     os.makedirs(model_dir, exist_ok=True)
     if chief:
@@ -129,6 +165,9 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
         log.info("resumed from %s", manager.latest_checkpoint)
+    elif init_source:
+        restore_weights(init_source, generator=gan.generator, discriminator=gan.discriminator)
+        log.info("initialised generator and discriminator from %s", init_source)
     step = int(gan.g_optimizer.iterations.numpy())
 
     stopper = GracefulStop()
@@ -171,7 +210,8 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1) -> dict:
 def main(argv):
     del argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    import tensorflow as tf
+    tf.get_logger().setLevel(logging.WARNING)  # per-save "Sharding callback" notes
     from tf_melgan.config import ConfigError, load_config
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
@@ -188,11 +228,14 @@ def main(argv):
     if FLAGS.data:  # set directly: a path is not YAML ('#' would start a comment)
         config.data.path = FLAGS.data
     strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+    from tf_melgan.checkpoint import ModelDirError
     from tf_melgan.data import DataError
     try:
-        summary = run(config, FLAGS.model_dir, strategy, FLAGS.verbose)
+        summary = run(config, FLAGS.model_dir, strategy, FLAGS.verbose, FLAGS.init_from)
     except DataError as e:
         sys.exit(f"data error: {e}")
+    except (ModelDirError, ConfigError) as e:
+        sys.exit(f"--init_from: {e}")
     log.info("stopped at step %d; checkpoint %s", summary["step"], summary["checkpoint"])
     if summary["interrupted"]:
         sys.exit(128 + signal.SIGTERM)
