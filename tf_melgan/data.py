@@ -211,6 +211,11 @@ def validation_audio(source: AudioSource, length: int) -> np.ndarray:
 
 
 def validation_dataset(audio: np.ndarray, config: Config, batch_size: int = 1) -> tf.data.Dataset:
+    """(mel, audio) batches of `batch_size` (the number of replicas) held-out clips."""
+    if len(audio) % batch_size:
+        # Every replica needs a clip in every batch (an empty share crashes the generator's
+        # reflection padding); using each clip batch_size times leaves the mean unchanged.
+        audio = np.repeat(audio, batch_size, axis=0)
     log_mel = LogMel(config.audio, dtype="float32")
     ds = tf.data.Dataset.from_tensor_slices(audio).batch(batch_size)
     return ds.map(lambda a: (log_mel(a), a)).cache()

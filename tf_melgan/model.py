@@ -65,7 +65,21 @@ class MelGAN(keras.Model):
     def _record(self, **values):
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: self.trackers[name].result() for name in values}
+        results = {name: self.trackers[name].result() for name in values}
+        strategy = tf.distribute.get_strategy()
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+                strategy.extended._in_multi_worker_mode():
+            # Keras 3 averages step outputs over workers with strategy.reduce("MEAN", v,
+            # axis=0), which fails on scalars: give them a leading axis (reduced away).
+            results = {name: value[None] for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Everything is built in from_config_dataclass / compile. Keras 3's version
+        # all-reduces a whole first batch, which fails under MultiWorkerMirroredStrategy
+        # (nested PerReplica values) and for uneven per-replica batches; skip it, as Keras
+        # itself does outside a tf.distribute scope.
+        return
 
     def train_step(self, data):
         mel, audio = data

@@ -162,9 +162,11 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
     if not chief:
         ckpt_dir = os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        log.info("resumed from %s", manager.latest_checkpoint)
+    # Every worker resumes from the chief's checkpoints (its own scratch dir is deleted).
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).expect_partial()
+        log.info("resumed from %s", latest)
     elif init_source:
         restore_weights(init_source, generator=gan.generator, discriminator=gan.discriminator)
         log.info("initialised generator and discriminator from %s", init_source)
@@ -196,7 +198,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
             step = int(gan.g_optimizer.iterations.numpy())
     finally:
         stopper.restore_handlers()
-    if int(manager.checkpoint.save_counter.numpy()) == 0 or \
+    if manager.latest_checkpoint is None or \
             step != int(manager.latest_checkpoint.rsplit("-", 1)[-1]):
         manager.save(checkpoint_number=step)
     if chief:
