@@ -18,6 +18,7 @@ setup(
         "soundfile>=0.12",
         "absl-py>=1.4",
         "PyYAML>=6.0",
+        "tensorboard>=2.16",  # tf.summary needs it; TF 2.21 no longer pulls it in
     ],
     extras_require={
         "test": ["pytest>=7"],
