@@ -28,5 +28,7 @@ setup(
     entry_points={"console_scripts": [
         "tf-melgan-train=tf_melgan.train:cli",
         "tf-melgan-import-pytorch=tf_melgan.import_pytorch:cli",
+        "tf-melgan-export=tf_melgan.export:cli",
+        "tf-melgan-synthesize=tf_melgan.synthesize:cli",
     ]},
 )

@@ -1,0 +1,567 @@
+"""Synthesis CLI: python -m tf_melgan.synthesize --model M --input X --output Y.
+
+M: a model dir (what `tf_melgan.train` writes), a SavedModel dir (`tf_melgan.export`) or a
+   .tflite file (run with ai_edge_litert). The audio config comes from the model dir's
+   config.yaml, the SavedModel's assets/tf_melgan.json, or a json next to the .tflite
+   (`X.tflite.json`, `X.json` or `tf_melgan.json` in its folder).
+X: a wav/flac/ogg file (copy synthesis: audio -> log-mel -> audio), a mel `.npy` of layout
+   [frames, n_mels] or [1, frames, n_mels] in the model's log10 mel units, or a folder of
+   those (searched recursively; Y is then a folder).
+Y: an audio file (.wav, .flac, .ogg) or a folder.
+Errors are one line on stderr with a non-zero exit status.
+
+Python: `synthesize(model, mel) -> np.ndarray`, `load_vocoder(path) -> Vocoder`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import numpy as np
+
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
+OUTPUT_EXTS = (".wav", ".flac", ".ogg")
+TFLITE_MAGIC = b"TFL3"
+
+
+class SynthesisError(ValueError):
+    """A model or an input cannot be used; the message is one line naming it."""
+
+
+class MelError(SynthesisError):
+    """A mel has the wrong layout, dtype, size or values."""
+
+
+class Vocoder:
+    """A loaded vocoder: mel [batch, frames, n_mels] float32 -> audio [batch, frames * hop].
+
+    `audio` is the AudioConfig the mel must be computed with (None when the model does not
+    carry one; `mel_stats` the per-band normalisation an export embeds), `fixed_frames` the static frame count of a fixed-shape model (else None),
+    `receptive_field` its receptive field (None when unknown)."""
+
+    def __init__(self, fn, kind: str, path: str, n_mels: int, audio=None,
+                 hop_length: Optional[int] = None, fixed_frames: Optional[int] = None,
+                 receptive_field=None):
+        self._fn, self.kind, self.path, self.n_mels = fn, kind, path, n_mels
+        self.audio, self.fixed_frames, self.receptive_field = audio, fixed_frames, receptive_field
+        self._hop = hop_length
+        self.mel_stats = None  # [2, n_mels] (mean, std) from an export's json, if any
+
+    @property
+    def hop_length(self) -> int:
+        if self._hop is None:  # measure it
+            from tf_melgan.streaming import MIN_FRAMES
+            frames = self.fixed_frames or MIN_FRAMES
+            out = self(np.zeros((1, frames, self.n_mels), np.float32))
+            self._hop = out.shape[1] // frames
+        return self._hop
+
+    @property
+    def sample_rate(self) -> Optional[int]:
+        return None if self.audio is None else self.audio.sample_rate
+
+    def __call__(self, mel) -> np.ndarray:
+        mel = np.asarray(mel, dtype=np.float32)
+        if mel.ndim == 2:
+            mel = mel[None]
+        out = self._fn(mel)
+        if isinstance(out, dict):
+            out = out["audio"]
+        return np.asarray(out, dtype=np.float32)
+
+    def __repr__(self):
+        return (f"Vocoder({self.kind} {self.path}, n_mels={self.n_mels}, "
+                f"fixed_frames={self.fixed_frames})")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _keras_vocoder(generator, config, path="<generator>"):
+    import tensorflow as tf
+
+    from tf_melgan.streaming import receptive_field
+
+    n_mels = generator.n_mels
+    fn = tf.function(lambda mel: generator(mel, training=False), input_signature=[
+        tf.TensorSpec([None, None, n_mels], tf.float32)])
+    audio = None if config is None else config.audio
+    return Vocoder(lambda mel: fn(mel).numpy(), "keras", path, n_mels, audio,
+                   generator.hop_length, None, receptive_field(generator))
+
+
+def _metadata_fields(meta):
+    """(AudioConfig, hop_length, ReceptiveField) from an export's json: ours
+    (tf_melgan.export) or tflite/convert.py's (no architecture there: the receptive field
+    is then unknown unless it has 'receptive_field_frames')."""
+    from tf_melgan.config import AudioConfig
+    from tf_melgan.streaming import ReceptiveField, receptive_field
+
+    if not meta:
+        return None, None, None, None
+    try:
+        audio = AudioConfig(**meta["audio"])
+        stats = meta.get("mel_stats")
+        if stats:
+            stats = np.array([stats["mean"], stats["std"]], np.float64)
+            if stats.shape != (2, audio.n_mels):
+                raise ValueError(f"mel_stats of shape {stats.shape}")
+            if getattr(audio, "stats_path", None):
+                audio.stats_path = None  # normalised here, from the embedded values
+        field = None
+        if "generator" in meta:
+            field = receptive_field(meta["generator"])
+        elif "receptive_field_frames" in meta:
+            rf = meta["receptive_field_frames"]
+            field = ReceptiveField(int(rf["left"]), int(rf["right"]), float(rf["left"]),
+                                   float(rf["right"]))
+        hop = meta.get("generator", {}).get("hop_length") or meta.get("hop_length") \
+            or audio.hop_length
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SynthesisError(f"the model's json is not valid: {_one_line(e)}") from None
+    return audio, int(hop), field, (stats if stats is not None and len(stats) else None)
+
+
+def _load_model_dir(path, which):
+    from tf_melgan.checkpoint import ModelDirError, load_generator
+    from tf_melgan.config import ConfigError
+
+    try:
+        generator, config = load_generator(path, which, fold=True)
+    except (ModelDirError, ConfigError) as e:
+        raise SynthesisError(_one_line(e)) from None
+    except Exception as e:  # noqa: BLE001 - corrupt weights / checkpoint files
+        raise SynthesisError(f"{path}: cannot load the generator ({type(e).__name__}: "
+                             f"{_one_line(e)})") from None
+    return _keras_vocoder(generator, config, path)
+
+
+def _load_saved_model(path):
+    import tensorflow as tf
+
+    from tf_melgan.export import OUTPUT_NAME, SIGNATURE, read_metadata
+
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001
+        raise SynthesisError(f"{path}: not a loadable SavedModel ({type(e).__name__}: "
+                             f"{_one_line(e)})") from None
+    if SIGNATURE not in loaded.signatures:
+        raise SynthesisError(f"{path}: SavedModel has no '{SIGNATURE}' signature")
+    fn = loaded.signatures[SIGNATURE]
+    inputs = fn.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise SynthesisError(f"{path}: expected one input, the signature has {list(inputs)}")
+    (name, spec), = inputs.items()
+    if spec.shape.rank != 3 or spec.shape[-1] is None:
+        raise SynthesisError(f"{path}: input '{name}' is {spec.shape}, expected "
+                             f"[batch, frames, n_mels]")
+    outputs = list(fn.structured_outputs)
+    out_name = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
+    audio, hop, field, stats = _metadata_fields(read_metadata(path))
+    fixed = spec.shape[1]
+
+    def run(mel):
+        result = fn(**{name: tf.constant(mel)})
+        return result[out_name].numpy()
+
+    vocoder = Vocoder(run, "saved_model", path, int(spec.shape[-1]), audio, hop, fixed, field)
+    vocoder._module = loaded  # keep the variables alive
+    vocoder.mel_stats = stats
+    return vocoder
+
+
+class _TFLiteRunner:
+    def __init__(self, path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=path)
+        except Exception as e:  # noqa: BLE001
+            raise SynthesisError(f"{path}: not a valid TFLite model ({_one_line(e)})") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 3:
+            raise SynthesisError(f"{path}: expected one input [1, frames, n_mels], got "
+                                 f"{[list(d['shape_signature']) for d in inputs]}")
+        self.input, self.output = inputs[0], outputs[0]
+        for d, what in ((self.input, "input"), (self.output, "output")):
+            if np.dtype(d["dtype"]) != np.float32 and not d["quantization"][0]:
+                raise SynthesisError(f"{path}: {what} is {np.dtype(d['dtype']).name} "
+                                     f"without quantization parameters")
+        signature = list(self.input["shape_signature"])
+        self.n_mels = int(signature[-1])
+        self.fixed_frames = None if signature[1] == -1 else int(signature[1])
+        self._shape = None
+
+    def __call__(self, mel):
+        outs = []
+        for item in mel:  # the input is [1, frames, n_mels]
+            shape = [1, item.shape[0], item.shape[1]]
+            if shape != self._shape:
+                if self.fixed_frames is not None and shape[1] != self.fixed_frames:
+                    raise SynthesisError(f"this TFLite model takes exactly "
+                                         f"{self.fixed_frames} frames, got {shape[1]}")
+                self.interpreter.resize_tensor_input(self.input["index"], shape)
+                self.interpreter.allocate_tensors()
+                self._shape = shape
+            self.interpreter.set_tensor(self.input["index"], self._quantize(item[None]))
+            self.interpreter.invoke()
+            out = self.interpreter.get_tensor(self.output["index"])[0]
+            outs.append(self._dequantize(out))
+        return np.stack(outs)
+
+    def _quantize(self, x):
+        dtype = np.dtype(self.input["dtype"])
+        if dtype == np.float32:
+            return x
+        scale, zero = self.input["quantization"]  # integer I/O models
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    def _dequantize(self, y):
+        if np.dtype(self.output["dtype"]) == np.float32:
+            return np.array(y)
+        scale, zero = self.output["quantization"]
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def _load_tflite(path):
+    from tf_melgan.export import read_metadata
+
+    runner = _TFLiteRunner(path)
+    audio, hop, field, stats = _metadata_fields(read_metadata(path))
+    if audio is not None and audio.n_mels != runner.n_mels:
+        raise SynthesisError(f"{path}: its json says {audio.n_mels} mel bands, the model "
+                             f"takes {runner.n_mels}")
+    vocoder = Vocoder(runner, "tflite", path, runner.n_mels, audio, hop, runner.fixed_frames,
+                      field)
+    vocoder.mel_stats = stats
+    return vocoder
+
+
+def load_vocoder(path: str, which: str = "best") -> Vocoder:
+    """Loads a model dir, a SavedModel dir or a .tflite file. Raises SynthesisError."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SynthesisError(f"{path}: no such file or directory")
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "config.yaml")):
+            return _load_model_dir(path, which)
+        if any(os.path.isfile(os.path.join(path, n)) for n in ("saved_model.pb",
+                                                               "saved_model.pbtxt")):
+            return _load_saved_model(path)
+        raise SynthesisError(f"{path}: neither a tf-melgan model dir (no config.yaml) nor a "
+                             f"SavedModel (no saved_model.pb)")
+    if os.path.getsize(path) == 0:
+        raise SynthesisError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.lower().endswith(".tflite") or head[4:8] == TFLITE_MAGIC:
+        if head[4:8] != TFLITE_MAGIC:
+            raise SynthesisError(f"{path}: not a TFLite model (no TFL3 identifier)")
+        return _load_tflite(path)
+    raise SynthesisError(f"{path}: not a model; expected a model dir, a SavedModel dir or a "
+                         f".tflite file")
+
+
+def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] = None):
+    """Checks a mel and returns it as [frames, n_mels] (float32, or the memmap as is).
+    Raises MelError with a one-line reason."""
+    from tf_melgan.streaming import MIN_FRAMES
+
+    min_frames = MIN_FRAMES if min_frames is None else min_frames
+    if not isinstance(mel, np.ndarray):
+        mel = np.asarray(mel)
+    if mel.dtype.kind != "f":
+        raise MelError(f"{name}: dtype {mel.dtype}, expected a float log10 mel")
+    if mel.ndim == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if mel.ndim != 2:
+        raise MelError(f"{name}: shape {tuple(mel.shape)}, expected [frames, {n_mels}] or "
+                       f"[1, frames, {n_mels}]")
+    if mel.shape[1] != n_mels:
+        hint = " (looks like [n_mels, frames]: transpose it)" if mel.shape[0] == n_mels else ""
+        raise MelError(f"{name}: shape {tuple(mel.shape)} has {mel.shape[1]} mel bands, the "
+                       f"model takes {n_mels}{hint}")
+    if mel.shape[0] < min_frames:
+        raise MelError(f"{name}: {mel.shape[0]} frames, the generator needs at least "
+                       f"{min_frames}")
+    step = 1 << 16
+    for start in range(0, mel.shape[0], step):  # bounded memory for a memmap
+        block = np.asarray(mel[start:start + step])
+        if not np.all(np.isfinite(block)):
+            bad = int(np.sum(~np.isfinite(block)))
+            raise MelError(f"{name}: contains NaN or infinite values ({bad}+ entries)")
+    if isinstance(mel, np.memmap):
+        return mel
+    return np.ascontiguousarray(mel, dtype=np.float32)
+
+
+def as_vocoder(model, which: str = "best") -> Vocoder:
+    """A Vocoder from a path, a Vocoder, a keras Generator or a callable."""
+    if isinstance(model, Vocoder):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_vocoder(model, which)
+    if hasattr(model, "ratios") and hasattr(model, "n_mels"):
+        generator = model.folded() if getattr(model, "weight_norm", False) else model
+        return _keras_vocoder(generator, None)
+    if callable(model):
+        n_mels = getattr(model, "n_mels", None)
+        if n_mels is None:
+            raise SynthesisError("a callable model needs an n_mels attribute")
+        return Vocoder(model, "callable", repr(model), n_mels,
+                       fixed_frames=getattr(model, "fixed_frames", None),
+                       receptive_field=getattr(model, "receptive_field", None))
+    raise SynthesisError(f"cannot use a {type(model).__name__} as a vocoder")
+
+
+def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=None) -> np.ndarray:
+    """Audio [frames * hop] float32 for a log10 mel [frames, n_mels] or [1, frames, n_mels].
+
+    model: a path (model dir, SavedModel dir, .tflite), a Vocoder, a Generator or a callable.
+    chunk_frames: synthesize chunk by chunk (`streaming.stream`, same output); a
+    fixed-shape model is always run that way.
+    """
+    from tf_melgan.streaming import stream_all
+
+    vocoder = as_vocoder(model)
+    mel = validate_mel(mel, vocoder.n_mels)
+    if vocoder.fixed_frames is not None and (chunk_frames or mel.shape[0] != vocoder.fixed_frames):
+        chunk_frames = chunk_frames or _fixed_chunk(vocoder, context_frames)
+    if chunk_frames:
+        return stream_all(vocoder, mel, chunk_frames, _context_of(vocoder, context_frames),
+                          fixed_frames=vocoder.fixed_frames)
+    return vocoder(np.asarray(mel, dtype=np.float32)[None])[0]
+
+
+def _context_of(vocoder, context_frames):
+    if context_frames is not None:
+        return context_frames
+    if vocoder.receptive_field is None:
+        raise SynthesisError(f"{vocoder.path}: receptive field unknown (its json has no "
+                             f"generator architecture); pass context_frames (6 for the "
+                             f"8/8/2/2 generators)")
+    return (vocoder.receptive_field.left, vocoder.receptive_field.right)
+
+
+def _fixed_chunk(vocoder, context_frames) -> int:
+    context = _context_of(vocoder, context_frames)
+    left, right = (context, context) if isinstance(context, int) else context
+    chunk = vocoder.fixed_frames - left - right
+    if chunk < 1:
+        raise SynthesisError(f"{vocoder.path}: a window of {vocoder.fixed_frames} frames "
+                             f"leaves no room for {left} + {right} context frames")
+    return chunk
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+def _read_input(path: str, vocoder: Vocoder):
+    """Mel [frames, n_mels] for a .npy or an audio file."""
+    if not os.path.isfile(path):
+        raise SynthesisError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise SynthesisError(f"{path}: empty file (0 bytes)")
+    if path.lower().endswith(".npy"):
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise MelError(f"{path}: not a .npy file (no NumPy header)")
+        try:
+            mel = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            reason = ("it holds Python objects, not numbers" if "object" in str(e).lower()
+                      else _one_line(e))
+            raise MelError(f"{path}: not a readable .npy file ({reason})") from None
+        if not isinstance(mel, np.ndarray):
+            raise MelError(f"{path}: not a single array")
+        mel = validate_mel(mel, vocoder.n_mels, name=path)
+        if vocoder.audio is not None:
+            low = float(np.min(mel[: 1 << 16]))
+            floor = float(np.min(_silence(vocoder)))
+            if low < floor - 0.5:
+                print(f"warning: {path}: values down to {low:.1f}, below {floor:.1f} (the "
+                      f"mel of silence for this model's recipe); is it in the model's mel "
+                      f"units (log base, normalisation)?", file=sys.stderr)
+        return mel
+    from tf_melgan.audio import AudioError, load_audio
+
+    if vocoder.audio is None:
+        raise SynthesisError(f"{vocoder.path} carries no audio config (tf_melgan.json), so it "
+                             f"cannot make a mel from {path}; give a mel .npy")
+    try:
+        audio = load_audio(path, vocoder.audio.sample_rate, vocoder.audio.peak)
+    except AudioError as e:
+        raise SynthesisError(_one_line(e)) from None
+    return validate_mel(mel_of_audio(audio, vocoder), vocoder.n_mels, name=path)
+
+
+def mel_of_audio(audio: np.ndarray, vocoder: Vocoder) -> np.ndarray:
+    """The model's input mel for audio samples (its recipe, and normalisation if any)."""
+    from tf_melgan.audio import log_mel_numpy
+
+    mel = log_mel_numpy(audio, vocoder.audio)
+    if vocoder.mel_stats is not None:
+        mel = ((mel - vocoder.mel_stats[0]) / vocoder.mel_stats[1]).astype(np.float32)
+    return mel
+
+
+def _silence(vocoder: Vocoder) -> np.ndarray:
+    """The mel of digital silence per band: the lowest value a band can take."""
+    return mel_of_audio(np.zeros(2 * vocoder.audio.n_fft, np.float32), vocoder)[0]
+
+
+def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):
+    import soundfile as sf
+
+    from tf_melgan.streaming import stream
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    if vocoder.fixed_frames is not None and not chunk_frames and \
+            mel.shape[0] != vocoder.fixed_frames:
+        chunk_frames = _fixed_chunk(vocoder, context_frames)
+    if not chunk_frames:
+        audio = vocoder(np.asarray(mel, dtype=np.float32)[None])[0]
+        sf.write(out_path, audio, sample_rate)
+        return audio.shape[0]
+    samples = 0
+    with sf.SoundFile(out_path, "w", sample_rate, 1) as f:  # bounded memory
+        for block in stream(vocoder, mel, chunk_frames, _context_of(vocoder, context_frames),
+                            fixed_frames=vocoder.fixed_frames):
+            f.write(block)
+            samples += block.shape[0]
+    return samples
+
+
+def _find_inputs(folder):
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(AUDIO_EXTS + (".npy",)):
+                found.append(os.path.relpath(os.path.join(root, name), folder))
+    return found
+
+
+def _output_names(relpaths):
+    stems = [os.path.splitext(p)[0] for p in relpaths]
+    counts = {s: stems.count(s) for s in stems}
+    return [(s if counts[s] == 1 else p) + ".wav" for s, p in zip(stems, relpaths)]
+
+
+def run(model: str, input_path: str, output: str, which: str = "best", chunk_frames: int = 0,
+        context_frames: Optional[int] = None, sample_rate: int = 0, verbose: int = 1) -> int:
+    """The CLI without flag parsing; returns the exit status."""
+    if not os.path.exists(input_path):
+        raise SynthesisError(f"{input_path}: no such file or directory")
+    folder_in = os.path.isdir(input_path)
+    if folder_in:
+        inputs = _find_inputs(input_path)
+        if not inputs:
+            raise SynthesisError(f"{input_path}: no audio or .npy files in it")
+        if os.path.isfile(output):
+            raise SynthesisError(f"{output}: is a file; a folder input needs a folder output")
+    elif not (os.path.isdir(output) or output.endswith(os.sep)):
+        if not output.lower().endswith(OUTPUT_EXTS):
+            raise SynthesisError(f"{output}: output must end in {', '.join(OUTPUT_EXTS)} "
+                                 f"or be a folder")
+    vocoder = load_vocoder(model, which)
+    rate = vocoder.sample_rate or sample_rate
+    if not rate:
+        raise SynthesisError(f"{model} carries no sample rate (no tf_melgan.json); pass "
+                             f"--sample_rate")
+    context = None if context_frames is None or context_frames < 0 else context_frames
+    if not folder_in:
+        out_path = output
+        if os.path.isdir(output) or output.endswith(os.sep):
+            stem = os.path.splitext(os.path.basename(input_path))[0]
+            out_path = os.path.join(output, stem + ".wav")
+        mel = _read_input(input_path, vocoder)
+        samples = _write(vocoder, mel, out_path, rate, chunk_frames, context)
+        if verbose:
+            print(f"{input_path} -> {out_path} ({mel.shape[0]} frames, "
+                  f"{samples / rate:.2f} s)")
+        return 0
+    import keras
+
+    os.makedirs(output, exist_ok=True)
+    bar = keras.utils.Progbar(len(inputs), unit_name="file") if verbose else None
+    failed = 0
+    for i, (rel, out_rel) in enumerate(zip(inputs, _output_names(inputs))):
+        src = os.path.join(input_path, rel)
+        try:
+            mel = _read_input(src, vocoder)
+            _write(vocoder, mel, os.path.join(output, out_rel), rate, chunk_frames, context)
+        except (SynthesisError, OSError, RuntimeError) as e:
+            failed += 1
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+        if bar is not None:
+            bar.update(i + 1, [("failed", failed)])
+    if verbose:
+        print(f"synthesized {len(inputs) - failed} of {len(inputs)} files into {output}")
+    return 1 if failed else 0
+
+
+def _define_flags():
+    from absl import flags
+
+    fv = flags.FlagValues()  # private: other CLIs' flags must not clash in one process
+    flags.DEFINE_string("model", None, "Model dir, SavedModel dir or .tflite file.",
+                        flag_values=fv)
+    flags.DEFINE_string("input", None, "wav/flac/ogg, mel .npy [frames, n_mels], or a folder.",
+                        flag_values=fv)
+    flags.DEFINE_string("output", None, "Output audio file (.wav/.flac/.ogg) or folder.",
+                        flag_values=fv)
+    flags.DEFINE_enum("which", "best", ["best", "latest"], "For a model dir: the best or the "
+                      "latest generator.", flag_values=fv)
+    flags.DEFINE_integer("chunk_frames", 0, "Synthesize in chunks of this many frames "
+                         "(bounded memory, same output); 0: whole utterance.", flag_values=fv)
+    flags.DEFINE_integer("context_frames", -1, "Context frames per side for chunks; "
+                         "-1: the receptive field.", flag_values=fv)
+    flags.DEFINE_integer("sample_rate", 0, "Output rate for a model without tf_melgan.json.",
+                         flag_values=fv)
+    flags.DEFINE_integer("verbose", 1, "0: quiet; 1: progress.", flag_values=fv)
+    return fv
+
+
+def cli_main(argv) -> int:
+    """Runs the CLI on argv (argv[0] is the program); returns the exit status. Every error
+    is one line on stderr (set TF_MELGAN_DEBUG=1 for tracebacks)."""
+    from absl import flags
+
+    fv = _define_flags()
+    if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
+        print(f"{__doc__.strip()}\n\nflags:\n{fv.get_help()}")
+        return 0
+    try:
+        fv(list(argv))
+    except flags.Error as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    missing = [f"--{n}" for n in ("model", "input", "output") if not fv[n].value]
+    if missing:
+        print(f"error: {', '.join(missing)} required", file=sys.stderr)
+        return 2
+    try:
+        return run(fv.model, fv.input, fv.output, fv.which, fv.chunk_frames,
+                   fv.context_frames, fv.sample_rate, fv.verbose)
+    except Exception as e:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
+        if os.environ.get("TF_MELGAN_DEBUG"):
+            raise
+        prefix = "" if isinstance(e, (SynthesisError, OSError)) else f"{type(e).__name__}: "
+        print(f"error: {prefix}{_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def cli():
+    sys.exit(cli_main(sys.argv))
+
+
+if __name__ == "__main__":
+    cli()
