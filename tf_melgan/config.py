@@ -10,16 +10,52 @@ import copy
 import dataclasses
 import difflib
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+import numpy as np
 import yaml
 
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class MelPreset:
+    """A log-mel recipe of another project (see README "Mel presets").
+
+    padding: 'hop'    reflect-pad (n_fft - hop) / 2 on each side, STFT with center=False
+                      (frames = samples // hop);
+             'center' reflect-pad n_fft // 2 on each side, as librosa.stft(center=True,
+                      pad_mode='reflect') (frames = samples // hop + 1 for an even n_fft).
+    log: 'log10' or 'ln'. magnitude_eps: |X| = sqrt(re^2 + im^2 + eps).
+    float32_window: the Hann window rounded to float32, as torch.hann_window makes it (the
+    PyTorch projects); else float64, as librosa's. The STFT itself runs in float64.
+    fmin, fmax, log_clamp: the defaults of the audio keys of the same names.
+    """
+    padding: str
+    log: str
+    magnitude_eps: float
+    float32_window: bool
+    fmin: float
+    fmax: Optional[float]  # None = sample_rate / 2
+    log_clamp: float
+    source: str
+
+
+MEL_PRESETS = {
+    "melgan": MelPreset("hop", "log10", 0.0, True, 0.0, None, 1e-5,
+                        "descriptinc/melgan-neurips mel2wav/modules.py Audio2Mel"),
+    "hifigan": MelPreset("hop", "ln", 1e-9, True, 0.0, 8000.0, 1e-5,
+                         "jik876/hifi-gan meldataset.py mel_spectrogram (config_v1.json)"),
+    "tacotron2": MelPreset("center", "log10", 0.0, False, 80.0, 7600.0, 1e-10,
+                           "kan-bayashi/ParallelWaveGAN parallel_wavegan/bin/preprocess.py "
+                           "logmelfilterbank (ESPnet, TensorFlowTTS: the same)"),
+}
 
 
 @dataclass
@@ -29,10 +65,36 @@ class AudioConfig:
     hop_length: int = 256
     win_length: int = 1024
     n_mels: int = 80
-    fmin: float = 0.0
-    fmax: Optional[float] = None  # None = sample_rate / 2, as librosa
-    log_clamp: float = 1e-5
+    mel_preset: str = "melgan"  # melgan | hifigan | tacotron2: see MEL_PRESETS / README
+    # fmin, fmax, log_clamp: None = the preset's value (filled in on construction, so a
+    # loaded config always holds numbers). melgan: 0, sample_rate / 2, 1e-5. An explicit
+    # fmax of None stays sample_rate / 2 only for presets whose default it is.
+    fmin: Optional[float] = None
+    fmax: Optional[float] = None
+    log_clamp: Optional[float] = None
     peak: float = 0.95  # clips are peak-normalised to this on load
+    # Per-band mean / std ([2, n_mels] .npy, `python -m tf_melgan.preprocess`): when set,
+    # the mel is (log_mel - mean) / std. A relative path in a YAML file is relative to
+    # that file's directory (a model dir's config.yaml says `mel_stats.npy`).
+    stats_path: Optional[str] = None
+
+    def __post_init__(self):
+        preset = MEL_PRESETS.get(self.mel_preset)
+        if preset is None:
+            close = difflib.get_close_matches(str(self.mel_preset), MEL_PRESETS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"audio.mel_preset must be one of {', '.join(MEL_PRESETS)}; "
+                              f"got '{self.mel_preset}'{hint}")
+        if self.fmin is None:
+            self.fmin = preset.fmin
+        if self.fmax is None:
+            self.fmax = preset.fmax
+        if self.log_clamp is None:
+            self.log_clamp = preset.log_clamp
+
+    @property
+    def preset(self) -> MelPreset:
+        return MEL_PRESETS[self.mel_preset]
 
 
 @dataclass
@@ -205,7 +267,12 @@ def config_from_dict(data: dict, overrides=()) -> Config:
 
 
 def load_config(path: Optional[str] = None, overrides=()) -> Config:
-    """Loads a YAML config (or the defaults when `path` is None) and applies overrides."""
+    """Loads a YAML config (or the defaults when `path` is None) and applies overrides.
+
+    A relative audio.stats_path in the file is taken relative to the file's directory (so a
+    model dir's config.yaml finds its mel_stats.npy wherever the dir is); one given as an
+    override is relative to the working directory, like data.path.
+    """
     data = {}
     if path:
         try:
@@ -215,10 +282,36 @@ def load_config(path: Optional[str] = None, overrides=()) -> Config:
             raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        audio = data.get("audio") if isinstance(data, dict) else None
+        stats = audio.get("stats_path") if isinstance(audio, dict) else None
+        if isinstance(stats, str) and stats and not os.path.isabs(stats):
+            audio["stats_path"] = os.path.normpath(
+                os.path.join(os.path.dirname(path), os.path.expanduser(stats)))
     try:
         return config_from_dict(data, overrides)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def read_mel_stats(path: str, n_mels: int) -> np.ndarray:
+    """The [2, n_mels] float64 (mean, std) of a stats file, checked; raises ConfigError."""
+    fix = ("compute it with `python -m tf_melgan.preprocess --config CONFIG --data DATA "
+           f"--output {path}`")
+    if not os.path.isfile(path):
+        raise ConfigError(f"audio.stats_path {path}: no such file; {fix}")
+    try:
+        stats = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"audio.stats_path {path}: not a readable .npy file ({e})") from None
+    if not isinstance(stats, np.ndarray) or stats.shape != (2, n_mels):
+        shape = getattr(stats, "shape", None)
+        raise ConfigError(f"audio.stats_path {path}: expected (mean, std) of shape "
+                          f"(2, {n_mels}) for audio.n_mels {n_mels}, got shape {shape}")
+    stats = stats.astype(np.float64)
+    if not np.all(np.isfinite(stats)) or np.any(stats[1] <= 0):
+        raise ConfigError(f"audio.stats_path {path}: the means must be finite and the "
+                          "standard deviations finite and positive")
+    return stats
 
 
 def _positive(value, where):
@@ -248,13 +341,20 @@ def validate(config: Config) -> None:
         raise ConfigError(f"audio.win_length ({a.win_length}) must be <= audio.n_fft ({a.n_fft})")
     if a.hop_length > a.n_fft:
         raise ConfigError(f"audio.hop_length ({a.hop_length}) must be <= audio.n_fft ({a.n_fft})")
-    if (a.n_fft - a.hop_length) % 2:
+    if a.preset.padding == "hop" and (a.n_fft - a.hop_length) % 2:
         raise ConfigError("audio.n_fft - audio.hop_length must be even (the mel pads "
-                          "(n_fft - hop) / 2 samples on each side)")
+                          f"(n_fft - hop) / 2 samples on each side; mel_preset {a.mel_preset})")
     fmax = a.fmax if a.fmax is not None else a.sample_rate / 2
     if not 0 <= a.fmin < fmax <= a.sample_rate / 2:
+        preset = "" if a.mel_preset == "melgan" else (
+            f" (mel_preset {a.mel_preset} defaults to fmin={a.preset.fmin}, "
+            f"fmax={a.preset.fmax}; set audio.fmin / audio.fmax for this sample rate)")
         raise ConfigError(f"need 0 <= audio.fmin < audio.fmax <= sample_rate / 2, got "
-                          f"fmin={a.fmin}, fmax={fmax}, sample_rate={a.sample_rate}")
+                          f"fmin={a.fmin}, fmax={fmax}, sample_rate={a.sample_rate}{preset}")
+    if a.stats_path is not None:
+        if not a.stats_path:
+            raise ConfigError("audio.stats_path must be a file path or null, got ''")
+        read_mel_stats(a.stats_path, a.n_mels)
     if not g.ratios or any(r <= 0 for r in g.ratios):
         raise ConfigError(f"generator.ratios must be positive integers, got {g.ratios}")
     if math.prod(g.ratios) != a.hop_length:

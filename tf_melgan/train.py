@@ -134,8 +134,9 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
     precision = set_precision(t.mixed_precision)
     os.makedirs(model_dir, exist_ok=True)
     if chief:
+        from tf_melgan.preprocess import store_mel_stats  # MODEL_DIR/mel_stats.npy
         with open(os.path.join(model_dir, "config.yaml"), "w") as f:
-            f.write(config.to_yaml())
+            f.write(store_mel_stats(config, model_dir).to_yaml())
 
     files = find_audio_files(config.data.path)
     train_files, val_files = split_files(files, config.data.validation_clips)
