@@ -5,7 +5,7 @@ M: a model dir (what `tf_melgan.train` writes), a SavedModel dir (`tf_melgan.exp
    config.yaml, the SavedModel's assets/tf_melgan.json, or a json next to the .tflite
    (`X.tflite.json`, `X.json` or `tf_melgan.json` in its folder).
 X: a wav/flac/ogg file (copy synthesis: audio -> log-mel -> audio), a mel `.npy` of layout
-   [frames, n_mels] or [1, frames, n_mels] in the model's log10 mel units, or a folder of
+   [frames, n_mels] or [1, frames, n_mels] in the model's log-mel units (its audio.mel_preset), or a folder of
    those (searched recursively; Y is then a folder).
 Y: an audio file (.wav, .flac, .ogg) or a folder.
 Errors are one line on stderr with a non-zero exit status.
@@ -279,7 +279,7 @@ def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] 
     if not isinstance(mel, np.ndarray):
         mel = np.asarray(mel)
     if mel.dtype.kind != "f":
-        raise MelError(f"{name}: dtype {mel.dtype}, expected a float log10 mel")
+        raise MelError(f"{name}: dtype {mel.dtype}, expected a float log-mel")
     if mel.ndim == 3 and mel.shape[0] == 1:
         mel = mel[0]
     if mel.ndim != 2:
@@ -323,7 +323,7 @@ def as_vocoder(model, which: str = "best") -> Vocoder:
 
 
 def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=None) -> np.ndarray:
-    """Audio [frames * hop] float32 for a log10 mel [frames, n_mels] or [1, frames, n_mels].
+    """Audio [frames * hop] float32 for a log-mel [frames, n_mels] or [1, frames, n_mels].
 
     model: a path (model dir, SavedModel dir, .tflite), a Vocoder, a Generator or a callable.
     chunk_frames: synthesize chunk by chunk (`streaming.stream`, same output); a
