@@ -33,6 +33,15 @@ class Conv1D(keras.layers.Conv1D):
             raise ValueError("grouped Conv1D supports padding='valid' without dilation only")
         return grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
 
+    def call(self, inputs):
+        # Keras 3.15's Conv1D.call goes to ops.conv directly, bypassing convolution_op.
+        if self.groups == 1:
+            return super().call(inputs)
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs if self.activation is None else self.activation(outputs)
+
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class WeightNormalization(keras.layers.Wrapper):
