@@ -1,0 +1,44 @@
+"""--init_from: a new model dir starts G and D from another model dir's checkpoint."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_melgan.train import run
+
+OVERRIDES = ["training.steps=1", "training.steps_per_epoch=1", "training.checkpoint_every=1",
+             "training.sample_every=1000", "data.validation_clips=1"]
+
+
+def trained_weights(model_dir, config):
+    """G's and D's weights from the latest checkpoint of a model dir, in model order."""
+    from tf_melgan.checkpoint import restore_weights
+    from tf_melgan.model import MelGAN
+    gan = MelGAN.from_config_dataclass(config)
+    restore_weights(tf.train.latest_checkpoint(str(model_dir / "checkpoints")),
+                    generator=gan.generator, discriminator=gan.discriminator)
+    return [v.numpy() for v in gan.generator.weights + gan.discriminator.weights]
+
+
+def test_init_from_copies_generator_and_discriminator(tiny_config, tmp_path):
+    source, target = tmp_path / "source", tmp_path / "target"
+    run(tiny_config(*OVERRIDES, "training.seed=1"), str(source), verbose=0)
+    summary = run(tiny_config(*OVERRIDES, "training.seed=2"), str(target), verbose=0,
+                  init_from=str(source))
+    assert summary["step"] == 1  # optimizers and step start fresh
+    config = tiny_config(*OVERRIDES)
+    before, after = trained_weights(source, config), trained_weights(target, config)
+    assert len(before) == len(after) > 100
+    # one Adam step (lr 1e-4) away from the source, not from seed 2's random init
+    worst = max(np.abs(a - b).max() for a, b in zip(before, after))
+    assert worst < 2e-4, worst
+
+
+def test_init_from_refuses_another_architecture(tiny_config, tmp_path):
+    run(tiny_config(*OVERRIDES), str(tmp_path / "source"), verbose=0)
+    with pytest.raises(SystemExit, match="different architecture.*generator.ngf: 8 there, 16 here"):
+        run(tiny_config(*OVERRIDES, "generator.ngf=16"), str(tmp_path / "target"), verbose=0,
+            init_from=str(tmp_path / "source"))
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        run(tiny_config(*OVERRIDES), str(tmp_path / "t2"), verbose=0,
+            init_from=str(tmp_path / "nowhere"))
