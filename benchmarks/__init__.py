@@ -1,0 +1,1 @@
+"""Measurements that are not tests (run as `python -m benchmarks.<name>`)."""

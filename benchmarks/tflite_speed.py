@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Speed, size and quality of a generator's .tflite conversions under LiteRT (XNNPACK):
+
+    python -m benchmarks.tflite_speed --model_dir runs/demo [--out_dir /tmp/tflite_bench]
+
+Converts the generator (tflite/convert.py) as float32, fp16, int8 and dynamic-range with a
+dynamic frame count, float32, fp16 and int8 with a fixed one too (--frames, default 861 =
+10 s at 22050 Hz / hop 256), and float32 with MIRROR_PAD reflection pads; then times one
+10 s utterance (held-out clips' log-mels, tiled) per model: warm-up, then the median of
+--repeats invokes with --threads threads (the models take turns, one invoke each per round,
+so load changes on a shared machine hit all alike). Reports x real time (audio seconds /
+wall seconds), size, and the SNR of each model's output against the Keras float32 output
+of the same mel. Not a test: numbers depend on the machine and its load (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from tflite.litert_runtime import snr_db  # noqa: E402
+
+FLAGS = {"float32": [], "fp16": ["--fp16"], "int8": ["--quantize"],
+         "dynamic_range": ["--dynamic_range"]}
+
+
+def prepare(path, mel, threads):
+    """An interpreter for `path` with `mel` set and tensors allocated once."""
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=path, num_threads=threads)
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    if inp["shape_signature"][1] < 0:
+        interp.resize_tensor_input(inp["index"], list(mel.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], mel)
+    return interp, out["index"]
+
+
+def time_models(interpreters, repeats, warmup=2):
+    """Per model, the seconds of each timed invoke. Models take turns (one invoke each
+    per round) so that a change in the machine's load hits them all alike."""
+    times = {name: [] for name in interpreters}
+    for round_ in range(warmup + repeats):
+        for name, (interp, _) in interpreters.items():
+            t = time.perf_counter()
+            interp.invoke()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - t)
+    return times
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_dir", default="/tmp/demo3")
+    p.add_argument("--out_dir", default="/tmp/tflite_bench")
+    p.add_argument("--frames", type=int, default=861, help="utterance length (861 = 10 s)")
+    p.add_argument("--modes", default="float32,fp16,int8,dynamic_range")
+    p.add_argument("--static_modes", default="float32,fp16,int8",
+                   help="modes also converted with a fixed --frames")
+    p.add_argument("--mirror_pad_modes", default="float32",
+                   help="modes also converted with --mirror_pad (dynamic and fixed), to "
+                        "show what sliced reflection pads gain")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--num_calibration", type=int, default=32)
+    p.add_argument("--reuse", action="store_true", help="reuse models already in out_dir")
+    args = p.parse_args(argv)
+    if args.repeats < 5:
+        p.error("--repeats must be >= 5")
+
+    import tensorflow as tf
+
+    from tflite import convert as conv
+    from tf_melgan.audio import load_audio, log_mel_numpy
+    from tf_melgan.checkpoint import load_generator
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    generator, config = load_generator(args.model_dir)
+    a = config.audio
+    data_path = conv.resolve_data_path(config.data.path, args.model_dir)
+    _, held_out = conv.data_splits(config, data_path)
+    speech = np.concatenate([load_audio(f, a.sample_rate, a.peak) for f in held_out])
+    mel = log_mel_numpy(speech, a)[None]
+    mel = np.tile(mel, (1, -(-args.frames // mel.shape[1]), 1))[:, :args.frames]
+    mel = np.ascontiguousarray(mel, np.float32)
+    seconds = args.frames * a.hop_length / a.sample_rate
+    keras_audio = np.asarray(generator(tf.constant(mel), training=False))
+
+    def split(text):
+        return [m for m in text.split(",") if m]
+
+    jobs = [(m, None, False) for m in split(args.modes)]
+    jobs += [(m, args.frames, False) for m in split(args.static_modes)]
+    jobs += [(m, f, True) for m in split(args.mirror_pad_modes) for f in (None, args.frames)]
+    models = {}
+    for mode, frames, mirror in jobs:
+        shape = f"static{frames}" if frames else "dynamic"
+        name = f"{mode}_{'mirrorpad_' if mirror else ''}{shape}"
+        path = os.path.join(args.out_dir, name + ".tflite")
+        sm = os.path.join(args.out_dir, f"saved_model_{'mirrorpad_' if mirror else ''}{shape}")
+        if not (args.reuse and os.path.isfile(path)):
+            conv.convert(args.model_dir, path, mode, frames=frames, saved_model=sm,
+                         mirror_pad=mirror, num_calibration=args.num_calibration)
+        models[name] = (mode, frames, path)
+
+    load = os.getloadavg()
+    print(f"\n{args.model_dir}: {args.frames} frames = {seconds:.2f} s of audio, LiteRT "
+          f"XNNPACK {args.threads} threads, median of {args.repeats} after warm-up, models "
+          f"in turn; load average {load[0]:.2f} on {os.cpu_count()} CPUs")
+    interpreters = {name: prepare(path, mel, args.threads)
+                    for name, (_, _, path) in models.items()}
+    times = time_models(interpreters, args.repeats)
+    results = []
+    for name, (mode, frames, path) in models.items():
+        interp, out_index = interpreters[name]
+        median, best = float(np.median(times[name])), float(np.min(times[name]))
+        results.append({
+            "model": name, "mode": mode, "frames": frames or "dynamic",
+            "size_mb": os.path.getsize(path) / 1e6,
+            "median_s": median, "min_s": best, "x_real_time": seconds / median,
+            "snr_vs_keras_db": snr_db(keras_audio, interp.get_tensor(out_index))})
+        r = results[-1]
+        print(f"  {name:32s} {r['size_mb']:6.2f} MB  {median * 1000:8.1f} ms (min "
+              f"{best * 1000:7.1f})  x{r['x_real_time']:6.1f} real time  SNR vs Keras "
+              f"{r['snr_vs_keras_db']:6.1f} dB", flush=True)
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.2f}")
+    with open(os.path.join(args.out_dir, "results.json"), "w") as f:
+        json.dump({"model_dir": args.model_dir, "frames": args.frames, "seconds": seconds,
+                   "threads": args.threads, "repeats": args.repeats, "loadavg": load,
+                   "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""LiteRT export (tflite/): conversion in each mode against the Keras model, the op check
+that catches TF 2.21's weightless conversions, refusal of NaN / silent models, and
+tflite/smoke_test.py run from a venv that has no TensorFlow at all."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed (pip install "
+                                             "-e '.[litert]')")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import tensorflow as tf  # noqa: E402
+
+from tf_melgan.audio import load_audio, log_mel_numpy  # noqa: E402
+from tf_melgan.checkpoint import load_generator  # noqa: E402
+from tf_melgan.config import config_from_dict  # noqa: E402
+from tf_melgan.generator import Generator  # noqa: E402
+from tflite import convert as conv  # noqa: E402
+from tflite.litert_runtime import (VARIABLE_OPS, Vocoder, op_problems, read_ops,  # noqa: E402
+                                   read_sidecar, snr_db)
+
+SMOKE = os.path.join(ROOT, "tflite", "smoke_test.py")
+# Small: 2 residual layers per stage (dilations 1, 3: the dilated-conv path is exercised).
+TINY_OVERRIDES = ["generator.ngf=8", "generator.n_residual_layers=2",
+                  "data.validation_clips=2"]
+FAST = dict(num_validation=2, validation_frames=96, num_calibration=6, calibration_frames=48)
+# Floors for the tiny random-init model (see _audible; measured: fp16 44.5 dB, int8 14.6 dB;
+# the trained demo model: fp16 63.5 dB, int8 22 dB).
+INT8_MIN_SNR_DB = 10.0
+FP16_MIN_SNR_DB = 35.0
+FP32_ATOL = 1e-5
+
+
+def make_model_dir(path, audio_dir, edit=None):
+    """A model dir as training leaves it: config.yaml + best_generator.weights.h5 (a
+    weight-normed generator; load_generator folds it)."""
+    config = config_from_dict({}, TINY_OVERRIDES + [f"data.path={audio_dir}"])
+    keras.utils.set_random_seed(3)
+    generator = Generator.from_config_dataclass(config.generator, config.audio.n_mels)
+    generator.build((None, None, config.audio.n_mels))
+    if edit:
+        edit(generator)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.yaml"), "w") as f:
+        f.write(config.to_yaml())
+    generator.save_weights(os.path.join(path, "best_generator.weights.h5"))
+    return str(path)
+
+
+def _audible(mel):
+    """At random init the output is nearly constant (about 0.17 +- 0.004: the biases' DC),
+    which int8's 1/128 output step would swamp and any SNR would mostly measure the DC.
+    Rescale conv_post (w = g v / |v| and its bias) so the output on real mels is zero-mean
+    with std ~0.3, like speech; everything upstream stays random."""
+
+    def edit(generator):
+        post = generator.conv_post
+        pre = np.arctanh(np.clip(generator(tf.constant(mel)).numpy(), -0.999, 0.999))
+        k = 0.3 / pre.std()
+        bias = post.layer.bias.numpy()
+        post.g.assign(post.g.numpy() * k)
+        post.layer.bias.assign(k * (bias - pre.mean()))
+
+    return edit
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, audio_dir, clip_path):
+    config = config_from_dict({}, [f"data.path={audio_dir}"]).audio
+    mel = log_mel_numpy(load_audio(clip_path, config.sample_rate)[:200 * config.hop_length],
+                        config)[None]
+    return make_model_dir(tmp_path_factory.mktemp("tiny_model"), audio_dir, _audible(mel))
+
+
+@pytest.fixture(scope="module")
+def keras_model(model_dir):
+    return load_generator(model_dir)
+
+
+@pytest.fixture(scope="module")
+def real_mel(keras_model, clip_path):
+    """A real log-mel, 150 frames, [1, frames, n_mels]."""
+    config = keras_model[1].audio
+    audio = load_audio(clip_path, config.sample_rate)[:150 * config.hop_length]
+    return log_mel_numpy(audio, config)[None]
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tflite_out")
+
+
+@pytest.fixture(scope="module")
+def saved_model(out_dir):
+    return str(out_dir / "saved_model")  # exported once, converted in every mode
+
+
+@pytest.fixture(scope="module")
+def float32_model(model_dir, out_dir, saved_model, python):
+    """Converted through the command line, as a user would (from the repo root)."""
+    output = str(out_dir / "vocoder_f32.tflite")
+    r = subprocess.run(
+        [python, "tflite/convert.py", "--model_dir", model_dir, "--output", output,
+         "--saved_model", saved_model, "--num_validation", "2", "--validation_frames", "96"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "builtin only" in r.stdout and "SNR" in r.stdout, r.stdout
+    return output
+
+
+@pytest.fixture(scope="module")
+def fp16_model(model_dir, out_dir, saved_model, float32_model):
+    output = str(out_dir / "vocoder_fp16.tflite")
+    conv.convert(model_dir, output, "fp16", saved_model=saved_model, **FAST)
+    return output
+
+
+@pytest.fixture(scope="module")
+def int8_model(model_dir, out_dir, saved_model, float32_model):
+    output = str(out_dir / "vocoder_int8.tflite")
+    conv.convert(model_dir, output, "int8", saved_model=saved_model, **FAST)
+    return output
+
+
+def assert_builtin_only(path):
+    ops = read_ops(path)
+    names = {o["op"] for o in ops}
+    assert not names & set(VARIABLE_OPS), names
+    assert not [n for n in names if n.startswith("CUSTOM")], names  # Flex ops are custom
+    assert op_problems(ops) == []
+    assert "CONV_2D" in names and "TRANSPOSE_CONV" in names
+    return names
+
+
+def test_float32_equals_keras(float32_model, keras_model, real_mel):
+    # Reflection pads are exported as slices + concat (XNNPACK does not take MIRROR_PAD).
+    assert "MIRROR_PAD" not in assert_builtin_only(float32_model)
+    generator, config = keras_model
+    vocoder = Vocoder(float32_model, num_threads=2)
+    assert vocoder.signature == "serving_default"
+    assert (vocoder.input_name, vocoder.output_name) == ("mel", "audio")
+    assert vocoder.fixed_frames is None
+    out = vocoder(real_mel)
+    ref = generator(tf.constant(real_mel)).numpy()
+    assert out.shape == ref.shape == (1, real_mel.shape[1] * config.audio.hop_length)
+    np.testing.assert_allclose(out, ref, atol=FP32_ATOL, rtol=0)
+    assert np.std(ref) > 0.1 and abs(np.mean(ref)) < 0.1  # see _audible
+
+    sidecar = read_sidecar(float32_model)
+    assert sidecar["quantization"] == "float32"
+    assert sidecar["hop_length"] == config.audio.hop_length
+    assert sidecar["audio"]["sample_rate"] == config.audio.sample_rate
+    assert sidecar["input"]["name"] == "mel" and sidecar["output"]["name"] == "audio"
+    assert sidecar["input"]["shape_signature"] == [1, -1, config.audio.n_mels]
+    assert sidecar["frames"] == {"mode": "dynamic", "fixed": None, "min": 4}
+    assert sidecar["reflection_pad"] == "slices"
+    # The fields of tf_melgan.export's sidecar too (architecture, receptive field, recipe).
+    assert sidecar["signature"]["name"] == "serving_default"
+    assert sidecar["generator"]["hop_length"] == config.audio.hop_length
+    assert sidecar["min_frames"] == 4 and "receptive_field_frames" in sidecar
+    assert sidecar["validation"]["snr_db"] > 80
+    assert sidecar["size_bytes"] == os.path.getsize(float32_model)
+    golden = np.load(float32_model.replace(".tflite", ".golden.npz"))
+    np.testing.assert_allclose(golden["audio"], generator(tf.constant(golden["mel"])).numpy(),
+                               atol=1e-6)
+
+
+def test_synthesize_reads_the_converted_model(float32_model, keras_model, real_mel):
+    """tf_melgan.synthesize loads the .tflite with its sidecar (audio config, hop)."""
+    synthesize = pytest.importorskip("tf_melgan.synthesize")
+    vocoder = synthesize.load_vocoder(float32_model)
+    assert vocoder.sample_rate == keras_model[1].audio.sample_rate
+    got = synthesize.synthesize(vocoder, real_mel[0])
+    want = keras_model[0](tf.constant(real_mel)).numpy()[0]
+    np.testing.assert_allclose(got, want, atol=FP32_ATOL, rtol=0)
+
+
+def test_fp16_close_to_keras(fp16_model, float32_model, keras_model, real_mel):
+    assert_builtin_only(fp16_model)
+    out = Vocoder(fp16_model)(real_mel)
+    ref = keras_model[0](tf.constant(real_mel)).numpy()
+    assert snr_db(ref, out) > FP16_MIN_SNR_DB
+    assert np.max(np.abs(out - ref)) < 1e-2
+    assert os.path.getsize(fp16_model) < 0.6 * os.path.getsize(float32_model)
+    assert read_sidecar(fp16_model)["smoke_tolerance"]["min_snr_db"] == conv.FP16_SNR_FLOOR
+
+
+def test_int8_is_full_integer_and_tracks_keras(int8_model, float32_model, keras_model,
+                                               real_mel):
+    assert_builtin_only(int8_model)
+    sidecar = read_sidecar(int8_model)
+    # int8 weights and activations in every conv; float32 I/O for the app.
+    assert sidecar["kernels"] and all(k.endswith("int8 x int8") for k in sidecar["kernels"])
+    assert sidecar["input"]["dtype"] == sidecar["output"]["dtype"] == "float32"
+    assert sidecar["calibration"]["segments"] == FAST["num_calibration"]
+    assert "training split" in sidecar["calibration"]["source"]
+    out = Vocoder(int8_model)(real_mel)
+    ref = keras_model[0](tf.constant(real_mel)).numpy()
+    assert np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1.0
+    assert snr_db(ref, out) > INT8_MIN_SNR_DB
+    assert sidecar["validation"]["snr_db"] > INT8_MIN_SNR_DB
+    assert os.path.getsize(int8_model) < 0.4 * os.path.getsize(float32_model)
+
+
+def test_fixed_frames_with_mirror_pad(model_dir, out_dir, keras_model, real_mel):
+    output = str(out_dir / "vocoder_fixed.tflite")
+    sidecar = conv.convert(model_dir, output, "float32", frames=40, mirror_pad=True, **FAST)
+    assert sidecar["input"]["shape_signature"] == [1, 40, keras_model[1].audio.n_mels]
+    assert sidecar["frames"] == {"mode": "fixed", "fixed": 40, "min": 40}
+    assert sidecar["reflection_pad"] == "MIRROR_PAD" and "MIRROR_PAD" in sidecar["ops"]
+    # Static shapes let the converter fold the dilated convs' SPACE_TO_BATCH_ND away.
+    assert "SPACE_TO_BATCH_ND" not in sidecar["ops"]
+    vocoder = Vocoder(output)
+    np.testing.assert_allclose(vocoder(real_mel[:, :40]),
+                               keras_model[0](tf.constant(real_mel[:, :40])).numpy(),
+                               atol=FP32_ATOL, rtol=0)
+    with pytest.raises(ValueError, match="exactly 40 frames"):
+        vocoder(real_mel[:, :41])
+
+
+def _silence(generator):
+    post = generator.conv_post  # w = g v / |v|: g = 0 and bias 0 -> tanh(0) = 0
+    post.g.assign(np.zeros(post.g.shape, np.float32))
+    post.layer.bias.assign(np.zeros(post.layer.bias.shape, np.float32))
+
+
+def _nan(generator):
+    bias = generator.conv_post.layer.bias
+    bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+
+@pytest.mark.parametrize("edit,message", [(_silence, "silent"), (_nan, "NaN")])
+def test_refuses_silent_or_nan_model(tmp_path, audio_dir, capsys, edit, message):
+    broken = make_model_dir(tmp_path / "broken", audio_dir, edit)
+    output = tmp_path / "out" / "broken.tflite"
+    rc = conv.main(["--model_dir", broken, "--output", str(output), "--num_validation", "1",
+                    "--validation_frames", "64"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1
+    assert "refused, nothing written" in err and message in err, err
+    assert not os.path.exists(output)
+    assert not os.path.exists(str(output).replace(".tflite", ".json"))
+
+
+def test_op_check_catches_weightless_conversion(model_dir, keras_model, tmp_path):
+    """TF 2.21's tf.saved_model.save with a lambda signature keeps the weights as resource
+    variables: the .tflite has VAR_HANDLE / READ_VARIABLE ops and no weights. convert.py
+    refuses such a SavedModel (--saved_model) instead of writing a NaN model."""
+    generator = keras_model[0]
+    n_mels = keras_model[1].audio.n_mels
+    fn = tf.function(lambda mel: {"audio": generator(mel)},
+                     input_signature=[tf.TensorSpec([1, None, n_mels], tf.float32, name="mel")])
+    trap = str(tmp_path / "trap_saved_model")
+    tf.saved_model.save(generator, trap, signatures={"serving_default": fn})
+    converted = tf.lite.TFLiteConverter.from_saved_model(trap).convert()
+    ops = read_ops(converted)
+    if not {o["op"] for o in ops} & set(VARIABLE_OPS):
+        pytest.skip("this TensorFlow freezes the weights: the trap no longer reproduces")
+    assert any("resource-variable ops" in p for p in op_problems(ops))
+    output = tmp_path / "trap.tflite"
+    with pytest.raises(conv.ConversionError, match="VAR_HANDLE"):
+        conv.convert(model_dir, str(output), "float32", saved_model=trap, **FAST)
+    assert not output.exists()
+
+
+def test_dynamic_range_only_on_request_and_warned(model_dir, tmp_path, saved_model,
+                                                  float32_model, capsys):
+    output = str(tmp_path / "dr.tflite")
+    sidecar = conv.convert(model_dir, output, "dynamic_range", saved_model=saved_model, **FAST)
+    assert "WARNING: --dynamic_range" in capsys.readouterr().out
+    assert any("float32 x int8" in k for k in sidecar["kernels"])  # hybrid kernels
+
+
+# ---------------------------------------------------------------- smoke test, no TensorFlow
+
+LITERT_ONLY = ["ai-edge-litert", "numpy", "soundfile"]
+
+
+@pytest.fixture(scope="session")
+def litert_only_python(request, tmp_path_factory):
+    """A venv with only ai-edge-litert, NumPy and soundfile (pip, from the local mirror),
+    built once and cached in pytest's cache dir (.pytest_cache) across sessions."""
+    cache = getattr(request.config, "cache", None)
+    base = cache.mkdir("tflite_smoke_venv") if cache else tmp_path_factory.mktemp("venv")
+    venv, stamp = base / "venv", base / "stamp.json"
+    py = venv / "bin" / "python"
+    want = {"python": sys.version, "packages": LITERT_ONLY}
+
+    def usable():
+        if not (py.exists() and stamp.exists()) or json.loads(stamp.read_text()) != want:
+            return False
+        return subprocess.run([str(py), "-c", "import ai_edge_litert, numpy, soundfile"],
+                              capture_output=True, timeout=120).returncode == 0
+
+    if not usable():
+        shutil.rmtree(venv, ignore_errors=True)
+        stamp.unlink(missing_ok=True)
+        r = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True,
+                           text=True, timeout=300)
+        if r.returncode != 0:
+            pytest.skip(f"cannot create a venv: {r.stderr.strip()[-300:]}")
+        r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", *LITERT_ONLY],
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            lines = (r.stderr or r.stdout).strip().splitlines() or ["?"]
+            pytest.skip(f"pip cannot install {' '.join(LITERT_ONLY)} (offline?): {lines[-1]}")
+        stamp.write_text(json.dumps(want))
+    r = subprocess.run([str(py), "-c", "import tensorflow"], capture_output=True, timeout=120)
+    assert r.returncode != 0, "the LiteRT-only venv can import tensorflow"
+    return str(py)
+
+
+def run_smoke(python, model, **env):
+    return subprocess.run([python, SMOKE, model], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("model", ["float32_model", "fp16_model", "int8_model"])
+def test_smoke_test_runs_without_tensorflow(litert_only_python, request, model):
+    path = request.getfixturevalue(model)
+    r = run_smoke(litert_only_python, path, TF_MELGAN_SMOKE_ASSERT_NO_TF="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("OK ") and "frames 4/32/862" in r.stdout, r.stdout
+
+
+def test_smoke_test_imports_no_tensorflow_even_when_installed(float32_model, python):
+    """In this venv TensorFlow is importable: nothing on smoke_test's path may import it."""
+    r = run_smoke(python, float32_model, TF_MELGAN_SMOKE_ASSERT_NO_TF="1")
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([python, "-X", "importtime", SMOKE, float32_model],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "numpy" in imported and "ai_edge_litert.interpreter" in imported
+    assert not [m for m in imported if m.split(".")[0] == "tensorflow"]
+
+
+def test_smoke_test_fails_on_a_wrong_golden(float32_model, tmp_path, python):
+    model = shutil.copy(float32_model, tmp_path / "m.tflite")
+    shutil.copy(float32_model.replace(".tflite", ".json"), tmp_path / "m.json")
+    golden = dict(np.load(float32_model.replace(".tflite", ".golden.npz")))
+    golden["audio"] = golden["audio"] * 1.01
+    np.savez(tmp_path / "m.golden.npz", **golden)
+    r = run_smoke(python, str(model))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    fail = [line for line in lines if line.startswith("FAIL")]
+    assert len(fail) == 1 and "max |diff|" in fail[0], r.stderr
