@@ -300,17 +300,12 @@ def _define_flags():
 def cli_main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit code. Errors are
     one line on stderr."""
-    from absl import flags
+    from tf_melgan.cli import parse_flags
 
     fv = _define_flags()
-    if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
-        print(f"{__doc__.strip()}\n\nflags:\n{fv.get_help()}")
-        return 0
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    status = parse_flags(fv, argv, __doc__)
+    if status is not None:
+        return status
     if not fv.model_dir or not fv.output:
         print("error: --model_dir and --output are required", file=sys.stderr)
         return 2

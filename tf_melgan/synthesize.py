@@ -21,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+from tf_melgan.cli import one_line
+
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
 OUTPUT_EXTS = (".wav", ".flac", ".ogg")
 TFLITE_MAGIC = b"TFL3"
@@ -76,12 +78,6 @@ class Vocoder:
                 f"fixed_frames={self.fixed_frames})")
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
 def _keras_vocoder(generator, config, path="<generator>"):
     import tensorflow as tf
 
@@ -123,7 +119,7 @@ def _metadata_fields(meta):
         hop = meta.get("generator", {}).get("hop_length") or meta.get("hop_length") \
             or audio.hop_length
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise SynthesisError(f"the model's json is not valid: {_one_line(e)}") from None
+        raise SynthesisError(f"the model's json is not valid: {one_line(e)}") from None
     return audio, int(hop), field, (stats if stats is not None and len(stats) else None)
 
 
@@ -134,10 +130,10 @@ def _load_model_dir(path, which):
     try:
         generator, config = load_generator(path, which, fold=True)
     except (ModelDirError, ConfigError) as e:
-        raise SynthesisError(_one_line(e)) from None
+        raise SynthesisError(one_line(e)) from None
     except Exception as e:  # noqa: BLE001 - corrupt weights / checkpoint files
         raise SynthesisError(f"{path}: cannot load the generator ({type(e).__name__}: "
-                             f"{_one_line(e)})") from None
+                             f"{one_line(e)})") from None
     return _keras_vocoder(generator, config, path)
 
 
@@ -150,7 +146,7 @@ def _load_saved_model(path):
         loaded = tf.saved_model.load(path)
     except Exception as e:  # noqa: BLE001
         raise SynthesisError(f"{path}: not a loadable SavedModel ({type(e).__name__}: "
-                             f"{_one_line(e)})") from None
+                             f"{one_line(e)})") from None
     if SIGNATURE not in loaded.signatures:
         raise SynthesisError(f"{path}: SavedModel has no '{SIGNATURE}' signature")
     fn = loaded.signatures[SIGNATURE]
@@ -183,7 +179,7 @@ class _TFLiteRunner:
         try:
             self.interpreter = Interpreter(model_path=path)
         except Exception as e:  # noqa: BLE001
-            raise SynthesisError(f"{path}: not a valid TFLite model ({_one_line(e)})") from None
+            raise SynthesisError(f"{path}: not a valid TFLite model ({one_line(e)})") from None
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 3:
@@ -377,7 +373,7 @@ def _read_input(path: str, vocoder: Vocoder):
             mel = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             reason = ("it holds Python objects, not numbers" if "object" in str(e).lower()
-                      else _one_line(e))
+                      else one_line(e))
             raise MelError(f"{path}: not a readable .npy file ({reason})") from None
         if not isinstance(mel, np.ndarray):
             raise MelError(f"{path}: not a single array")
@@ -398,7 +394,7 @@ def _read_input(path: str, vocoder: Vocoder):
     try:
         audio = load_audio(path, vocoder.audio.sample_rate, vocoder.audio.peak)
     except AudioError as e:
-        raise SynthesisError(_one_line(e)) from None
+        raise SynthesisError(one_line(e)) from None
     return validate_mel(mel_of_audio(audio, vocoder), vocoder.n_mels, name=path)
 
 
@@ -500,7 +496,7 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
             _write(vocoder, mel, os.path.join(output, out_rel), rate, chunk_frames, context)
         except (SynthesisError, OSError, RuntimeError) as e:
             failed += 1
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
         if bar is not None:
             bar.update(i + 1, [("failed", failed)])
     if verbose:
@@ -533,17 +529,12 @@ def _define_flags():
 def cli_main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit status. Every error
     is one line on stderr (set TF_MELGAN_DEBUG=1 for tracebacks)."""
-    from absl import flags
+    from tf_melgan.cli import parse_flags
 
     fv = _define_flags()
-    if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
-        print(f"{__doc__.strip()}\n\nflags:\n{fv.get_help()}")
-        return 0
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    status = parse_flags(fv, argv, __doc__)
+    if status is not None:
+        return status
     missing = [f"--{n}" for n in ("model", "input", "output") if not fv[n].value]
     if missing:
         print(f"error: {', '.join(missing)} required", file=sys.stderr)
@@ -555,7 +546,7 @@ def cli_main(argv) -> int:
         if os.environ.get("TF_MELGAN_DEBUG"):
             raise
         prefix = "" if isinstance(e, (SynthesisError, OSError)) else f"{type(e).__name__}: "
-        print(f"error: {prefix}{_one_line(e)}", file=sys.stderr)
+        print(f"error: {prefix}{one_line(e)}", file=sys.stderr)
         return 1
 
 
