@@ -225,18 +225,24 @@ def _plain_weights_hint(state, path):
             f"(was remove_weight_norm applied?); expected the official training layout")
 
 
+def _match_keys(state: dict, pattern, path: str, what: str) -> list:
+    """Every key's match of `pattern`; refuses a state_dict with any other key."""
+    matches = [pattern.fullmatch(k) for k in state]
+    bad = [k for k, m in zip(state, matches) if m is None]
+    if bad:
+        raise CheckpointImportError(
+            f"{path}: not a MelGAN {what} state_dict; unexpected key(s): "
+            f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+    return matches
+
+
 def infer_generator(state: dict, path: str = "generator") -> dict:
     """n_mels, ngf, ratios, n_residual_layers of an official-layout generator state_dict."""
     if any(k.startswith("model.disc_") for k in state):
         raise CheckpointImportError(f"{path}: this is a discriminator state_dict "
                                     f"(model.disc_* keys); pass it as the discriminator")
     _plain_weights_hint(state, path)
-    matches = [_G_KEY.fullmatch(k) for k in state]
-    bad = [k for k, m in zip(state, matches) if m is None]
-    if bad:
-        raise CheckpointImportError(
-            f"{path}: not a MelGAN generator state_dict; unexpected key(s): "
-            f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+    matches = _match_keys(state, _G_KEY, path, "generator")
     plain = sorted({int(m.group(1)) for m in matches if m.group(2) is None})
     if len(plain) < 3 or plain[0] != 1:
         raise CheckpointImportError(
@@ -266,12 +272,7 @@ def infer_discriminator(state: dict, path: str = "discriminator") -> dict:
         raise CheckpointImportError(f"{path}: this is a generator state_dict; pass it as "
                                     f"the generator (--checkpoint)")
     _plain_weights_hint(state, path)
-    matches = [_D_KEY.fullmatch(k) for k in state]
-    bad = [k for k, m in zip(state, matches) if m is None]
-    if bad:
-        raise CheckpointImportError(
-            f"{path}: not a MelGAN discriminator state_dict; unexpected key(s): "
-            f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+    matches = _match_keys(state, _D_KEY, path, "discriminator")
     scales = {int(m.group(1)) for m in matches}
     layers = {int(m.group(2)) for m in matches}
     num_scales, n_layers = max(scales) + 1, max(layers) - 2
