@@ -21,7 +21,7 @@ setup(
         "tensorboard>=2.16",  # tf.summary needs it; TF 2.21 no longer pulls it in
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "ai-edge-litert>=2"],
         "litert": ["ai-edge-litert>=1.2"],
         "torch": ["torch>=2.1"],  # CPU build here: pip install torch==2.13.0
     },
