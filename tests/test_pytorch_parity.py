@@ -354,3 +354,29 @@ def test_imported_model_dir_resumes_training(python, tmp_path, audio_dir):
     assert (config.generator.ngf, config.generator.n_residual_layers) == (8, 1)
     assert (config.discriminator.num_scales, config.discriminator.ndf,
             config.discriminator.n_layers, config.discriminator.max_channels) == (2, 4, 3, 32)
+
+
+def test_imported_model_dir_feeds_synthesize_export_and_tflite(tmp_path, clip, audio_dir):
+    """The importer's model dir is what the other tools take: synthesis, SavedModel export
+    and LiteRT conversion all reproduce the PyTorch generator."""
+    import sys
+    sys.path.insert(0, ROOT)  # tflite/ is a folder of scripts at the repo root
+    from tf_melgan.export import export_saved_model
+    from tf_melgan.synthesize import synthesize
+    from tflite.convert import convert
+
+    torch.manual_seed(0)
+    g = tm.randomize_(tm.Generator(80, 8, 1), seed=7).eval()
+    torch.save(g.state_dict(), tmp_path / "netG.pt")
+    model_dir = str(tmp_path / "model")
+    import_state_dicts(str(tmp_path / "netG.pt"), model_dir)
+    mel = log_mel_numpy(clip[: 64 * 256], AudioConfig())  # [64, 80]
+    with torch.no_grad():
+        expected = g(torch.from_numpy(np.ascontiguousarray(mel.T[None]))).numpy().reshape(-1)
+    assert max_diff(synthesize(model_dir, mel), expected) <= 1e-4
+    saved = export_saved_model(model_dir, str(tmp_path / "saved"))
+    served = tf.saved_model.load(saved).signatures["serving_default"](mel=tf.constant(mel[None]))
+    assert max_diff(served["audio"].numpy()[0], expected) <= 1e-4
+    out = str(tmp_path / "vocoder.tflite")
+    convert(model_dir, out, "float32", data=audio_dir, num_validation=1, validation_frames=64)
+    assert max_diff(synthesize(out, mel), expected) <= 1e-4

@@ -112,17 +112,13 @@ def _load(path, audio_config):
         return None
 
 
-def _crop_or_pad(audio, length, offset=0):
-    audio = audio[offset:offset + length]
-    return np.pad(audio, (0, length - len(audio))) if len(audio) < length else audio
-
-
 def calibration_mels(files, audio_config, count, frames, fixed, gain_range, seed=0):
     """`count` log-mels [1, frames, n_mels] of random segments of random files, at random
     gains in the training range (the inputs the model was trained on). With `fixed`, every
     segment has exactly `frames` frames (short clips padded with silence); otherwise
     min(frames, clip length)."""
     from tf_melgan.audio import log_mel_numpy
+    from tf_melgan.data import crop_or_pad
     hop = audio_config.hop_length
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]
@@ -137,7 +133,7 @@ def calibration_mels(files, audio_config, count, frames, fixed, gain_range, seed
             continue
         length = frames * hop if fixed else min(frames, len(audio) // hop) * hop
         offset = int(rng.integers(0, max(1, len(audio) - length + 1)))
-        segment = _crop_or_pad(audio, length, offset) * rng.uniform(*gain_range)
+        segment = crop_or_pad(audio, length, offset) * rng.uniform(*gain_range)
         mels.append(log_mel_numpy(segment, audio_config)[None].astype(np.float32))
     if not mels:
         raise ConversionError("no usable calibration audio")
@@ -148,6 +144,7 @@ def validation_mels(files, audio_config, count, max_frames, fixed_frames):
     """Log-mels [1, frames, n_mels] of the first `count` held-out clips: their first
     `max_frames` frames, or exactly `fixed_frames` (padded with silence)."""
     from tf_melgan.audio import log_mel_numpy
+    from tf_melgan.data import crop_or_pad
     hop, mels, names = audio_config.hop_length, [], []
     for path in files:
         if len(mels) == count:
@@ -156,7 +153,7 @@ def validation_mels(files, audio_config, count, max_frames, fixed_frames):
         if audio is None:
             continue
         if fixed_frames:
-            audio = _crop_or_pad(audio, fixed_frames * hop)
+            audio = crop_or_pad(audio, fixed_frames * hop)
         else:
             audio = audio[:min(max_frames, len(audio) // hop) * hop]
             if len(audio) < 8 * hop:
