@@ -4,6 +4,7 @@ load average, and a child-process runner (TF threading must be fixed before TF s
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -160,3 +161,21 @@ def timed_rounds(fns, repeats, warmup=1, log=None):
         if log:
             log(f"  round {r + 1}/{warmup + repeats} done, load {loadavg()[0]}")
     return times
+
+
+def add_run_arguments(parser, out_name: str):
+    """The flags every benchmark shares: repetitions, warm-up, where results go."""
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--work_dir", default="/tmp/melgan_bench")
+    parser.add_argument("--out", default=f"/tmp/melgan_bench/{out_name}")
+    parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
+
+
+def parse_run_arguments(parser, argv):
+    """Parses, enforcing the project's median-of-at-least-5 rule."""
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be >= 5")
+    args.variants = [v for v in args.variants.split(",") if v]
+    return args

@@ -28,9 +28,9 @@ import os
 import sys
 import time
 
-from benchmarks._common import (HOP, N_MELS, SAMPLE_RATE, loadavg, machine, peak_rss_mb,
-                                prepare_model_dir, real_mel, rss_mb, run_child, timed_rounds,
-                                versions)
+from benchmarks._common import (HOP, N_MELS, SAMPLE_RATE, add_run_arguments, loadavg,
+                                machine, parse_run_arguments, peak_rss_mb, prepare_model_dir,
+                                real_mel, rss_mb, run_child, timed_rounds, versions)
 
 ALL = ["keras_eager", "tf_function", "tf_function_xla", "saved_model",
        "tflite_fp32_dynamic", "tflite_fp16_dynamic", "tflite_int8_dynamic",
@@ -227,16 +227,9 @@ def main(argv=None):
     p.add_argument("--skip_long", default="keras_eager,tf_function_xla,tflite_fp16_dynamic,"
                    "tflite_fp16_static,stream_tflite_fp32",
                    help="variants left out for utterances > 10 s (time budget)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--num_calibration", type=int, default=32)
-    p.add_argument("--work_dir", default="/tmp/melgan_bench")
-    p.add_argument("--out", default="/tmp/melgan_bench/inference.json")
-    p.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.repeats < 5:
-        p.error("--repeats must be >= 5")
-    args.variants = [v for v in args.variants.split(",") if v]
+    add_run_arguments(p, "inference.json")
+    args = parse_run_arguments(p, argv)
     args.skip_long = [v for v in args.skip_long.split(",") if v]
     args.seconds = [int(s) for s in args.seconds.split(",") if s]
     if args.child_out:

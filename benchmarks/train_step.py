@@ -25,8 +25,8 @@ import os
 import sys
 import time
 
-from benchmarks._common import (data_path, loadavg, machine, peak_rss_mb, prepare_model_dir,
-                                run_child, timed_rounds, versions)
+from benchmarks._common import (add_run_arguments, data_path, loadavg, machine, peak_rss_mb, prepare_model_dir,
+                                parse_run_arguments, run_child, timed_rounds, versions)
 
 
 def torch_step_fn(work_dir, mel, audio, config):
@@ -167,17 +167,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", default="2", help="comma list, e.g. 1,2")
     p.add_argument("--variants", default="tf_function,tf_function_xla,pytorch")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--data_batches", type=int, default=20)
     p.add_argument("--data_warmup", type=int, default=5)
-    p.add_argument("--work_dir", default="/tmp/melgan_bench")
-    p.add_argument("--out", default="/tmp/melgan_bench/train_step.json")
-    p.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.repeats < 5:
-        p.error("--repeats must be >= 5")
-    args.variants = [v for v in args.variants.split(",") if v]
+    add_run_arguments(p, "train_step.json")
+    args = parse_run_arguments(p, argv)
     if args.child_out:
         args.threads = int(args.threads)
         child(args)
