@@ -25,8 +25,9 @@ import os
 import sys
 import time
 
-from benchmarks._common import (add_run_arguments, data_path, loadavg, machine, peak_rss_mb, prepare_model_dir,
-                                parse_run_arguments, run_child, timed_rounds, versions)
+from benchmarks._common import (add_run_arguments, data_path, loadavg, machine,
+                                parse_run_arguments, peak_rss_mb, prepare_model_dir, run_child,
+                                timed_rounds, versions)
 
 
 def torch_step_fn(work_dir, mel, audio, config):
