@@ -213,8 +213,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
 def main(argv):
     del argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    import tensorflow as tf
-    tf.get_logger().setLevel(logging.WARNING)  # per-save "Sharding callback" notes
+    logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save "Sharding callback"
     from tf_melgan.config import ConfigError, load_config
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
