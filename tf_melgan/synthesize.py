@@ -22,8 +22,9 @@ from typing import Optional
 import numpy as np
 
 from tf_melgan.cli import one_line
+from tf_melgan.data import AUDIO_EXTENSIONS
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
+AUDIO_EXTS = AUDIO_EXTENSIONS + (".mp3",)  # the training formats, and mp3 for one-off inputs
 OUTPUT_EXTS = (".wav", ".flac", ".ogg")
 TFLITE_MAGIC = b"TFL3"
 
