@@ -22,7 +22,8 @@ def copy_weights(src, dst):
         b.assign(a)
 
 
-def reference_step(gan, mel, audio, lambda_feat, n_layers, updated_d_for_g=True):
+def reference_step(gan, mel, audio, lambda_feat, n_layers, updated_d_for_g=True,
+                   lambda_mel=0.0):
     """One official MelGAN step, written out from the paper / official train.py."""
     G, D = gan.generator, gan.discriminator
     with tf.GradientTape() as g_tape:
@@ -51,6 +52,8 @@ def reference_step(gan, mel, audio, lambda_feat, n_layers, updated_d_for_g=True)
         fm = sum(weight * tf.reduce_mean(tf.abs(tf.stop_gradient(a) - b))
                  for r, f in zip(real_out, fake_out) for a, b in zip(r[:-1], f[:-1]))
         g_loss = adv + lambda_feat * fm
+        if lambda_mel:  # our optional HiFi-GAN-style term
+            g_loss += lambda_mel * tf.reduce_mean(tf.abs(gan.log_mel(fake) - mel))
     gan.g_optimizer.apply(g_tape.gradient(g_loss, G.trainable_variables),
                           G.trainable_variables)
 
@@ -62,17 +65,26 @@ def batch(clip_path):
     return LogMel()(audio), tf.constant(audio)
 
 
-def test_train_step_matches_reference_order(tiny_config, batch):
-    config = tiny_config()
+@pytest.mark.parametrize("lambda_mel", [0.0, 45.0])
+def test_train_step_matches_reference_order(tiny_config, batch, lambda_mel):
+    config = tiny_config(f"loss.lambda_mel={lambda_mel}")
     mel, audio = batch
     ours, ref, wrong = build(config), build(config, seed=1), build(config, seed=2)
     copy_weights(ours, ref)
     copy_weights(ours, wrong)
     start = [v.numpy() for v in ours.generator.weights + ours.discriminator.weights]
     ours.train_step((mel, audio))
-    reference_step(ref, mel, audio, config.loss.lambda_feat, config.discriminator.n_layers)
-    reference_step(wrong, mel, audio, config.loss.lambda_feat, config.discriminator.n_layers,
-                   updated_d_for_g=False)
+    n_layers = config.discriminator.n_layers
+    reference_step(ref, mel, audio, config.loss.lambda_feat, n_layers, lambda_mel=lambda_mel)
+    reference_step(wrong, mel, audio, config.loss.lambda_feat, n_layers,
+                   updated_d_for_g=False, lambda_mel=lambda_mel)
+    if lambda_mel:  # the mel term changes G's step: against a reference without it
+        no_mel = build(config, seed=3)
+        for a, b in zip(start, no_mel.generator.weights + no_mel.discriminator.weights):
+            b.assign(a)
+        reference_step(no_mel, mel, audio, config.loss.lambda_feat, n_layers)
+        assert max(np.abs(a.numpy() - b.numpy()).max() for a, b in
+                   zip(ours.generator.weights, no_mel.generator.weights)) > 1e-5
     for a, b, s in zip(ours.generator.weights + ours.discriminator.weights,
                        ref.generator.weights + ref.discriminator.weights, start):
         # D's biases can get exactly zero gradient: with |D| < 1 the hinge pushes real and
@@ -80,6 +92,8 @@ def test_train_step_matches_reference_order(tiny_config, batch):
         if a.path.startswith("generator") or not a.path.endswith("/bias"):
             assert not np.array_equal(a.numpy(), s), f"{a.path} did not move"
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    if lambda_mel:
+        return  # the mel term dominates G's gradient; the order is checked without it
     # Scoring the fake with the D from *before* its update moves G elsewhere.
     diffs = [np.abs(a.numpy() - w.numpy()).max()
              for a, w in zip(ours.generator.weights, wrong.generator.weights)]

@@ -120,6 +120,10 @@ class DiscriminatorConfig:
 @dataclass
 class LossConfig:
     lambda_feat: float = 10.0
+    # Not in the paper (0 = off): weight of an L1 loss between the log-mels of the generated
+    # and the real audio, as HiFi-GAN adds. Makes small models sound like speech in far
+    # fewer steps; configs/demo.yaml uses it.
+    lambda_mel: float = 0.0
 
 
 @dataclass
@@ -383,3 +387,5 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{name}.init must be 'pytorch' or 'normal', got '{section.init}'")
     if config.loss.lambda_feat < 0:
         raise ConfigError("loss.lambda_feat must be >= 0")
+    if config.loss.lambda_mel < 0:
+        raise ConfigError("loss.lambda_mel must be >= 0")

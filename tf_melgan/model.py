@@ -27,13 +27,16 @@ class MelGAN(keras.Model):
     audio and the detached fake; score the *same* fake with the updated D for the
     generator's hinge + lambda_feat * feature-matching loss, the real features coming from
     the pass made before the D update. Data are (mel [B, frames, n_mels], audio [B, samples]).
+    With lambda_mel > 0 (not in the paper) the generator's loss also gets
+    lambda_mel * mean|log_mel(G(s)) - s|.
     """
 
     def __init__(self, generator: Generator, discriminator: MultiScaleDiscriminator,
-                 log_mel: LogMel, lambda_feat: float = 10.0, **kwargs):
+                 log_mel: LogMel, lambda_feat: float = 10.0, lambda_mel: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
-        self.lambda_feat = lambda_feat
+        self.lambda_feat, self.lambda_mel = lambda_feat, lambda_mel
         self.n_layers_d = discriminator.scale_kwargs["n_layers"]
 
     @classmethod
@@ -44,7 +47,8 @@ class MelGAN(keras.Model):
                                                           name="discriminator")
         g.build((None, None, config.audio.n_mels))
         d.build()
-        return cls(g, d, LogMel(config.audio), lambda_feat=config.loss.lambda_feat)
+        return cls(g, d, LogMel(config.audio), lambda_feat=config.loss.lambda_feat,
+                   lambda_mel=config.loss.lambda_mel)
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -99,9 +103,13 @@ class MelGAN(keras.Model):
             fake_out = self.discriminator(fake, training=True)  # the updated D
             g_loss, g_adv, fm = generator_loss(real_out, fake_out, self.n_layers_d,
                                                self.lambda_feat)
+            if self.lambda_mel:
+                l1 = mel_l1(self.log_mel(fake), mel)
+                g_loss += self.lambda_mel * l1
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         self.g_optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
-        l1 = mel_l1(self.log_mel(tf.stop_gradient(fake)), mel)
+        if not self.lambda_mel:
+            l1 = mel_l1(self.log_mel(tf.stop_gradient(fake)), mel)
         return self._record(d_loss=d_loss, g_loss=g_loss, g_adv=g_adv, feature_matching=fm,
                             mel_l1=l1)
 
