@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_melgan.layers import (Conv1D, ReflectionPad1D, ResidualBlock, WeightNormalization,
                               conv1d, conv1d_transpose)
@@ -112,10 +113,30 @@ def test_grouped_conv_equals_keras_grouped_conv():
                                keras.ops.convert_to_numpy(ref(x)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (1, 9), (4, 1)])
+def test_conv_equals_keras_conv(stride, dilation):
+    # Ours runs tf.nn.conv1d with dilations + BiasAdd (faster, no SpaceToBatch).
+    rng = np.random.default_rng(3)
+    ours = Conv1D(12, 3, strides=stride, dilation_rate=dilation, bias_initializer="uniform")
+    ref = keras.layers.Conv1D(12, 3, strides=stride, dilation_rate=dilation)
+    ours.build((None, None, 8))
+    ref.build((None, None, 8))
+    ref.set_weights(ours.get_weights())
+    x = rng.normal(size=(2, 100, 8)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)),
+                               keras.ops.convert_to_numpy(ref(x)), rtol=1e-5, atol=1e-6)
+
+
 def test_reflection_pad_matches_numpy():
     x = np.arange(2 * 10 * 3, dtype="float32").reshape(2, 10, 3)
     y = keras.ops.convert_to_numpy(ReflectionPad1D(3)(x))
     np.testing.assert_array_equal(y, np.pad(x, [(0, 0), (3, 3), (0, 0)], mode="reflect"))
+    # Inside a graph with an unknown length too.
+    fn = tf.function(ReflectionPad1D(3), input_signature=[tf.TensorSpec([2, None, 3])])
+    np.testing.assert_array_equal(fn(x).numpy(), y)
+    # Too short to reflect (needs more frames than it pads): an error, not a short output.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fn(x[:, :3])
 
 
 def test_layers_serialize_round_trip():

@@ -24,23 +24,33 @@ def grouped_conv1d(x, kernel, stride, groups):
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class Conv1D(keras.layers.Conv1D):
-    """keras Conv1D whose grouped case runs `grouped_conv1d` (same weights, same result)."""
+    """keras Conv1D (same weights, same result) written with the ops TF and LiteRT run fastest.
+
+    - A dilated conv is one Conv2D with dilations (oneDNN and XNNPACK run it directly);
+      Keras' path, tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace.
+    - The bias is a BiasAdd, which grappler fuses into the conv with a following LeakyRelu.
+    - The grouped case runs `grouped_conv1d`.
+    """
 
     def convolution_op(self, inputs, kernel):
+        if self.padding != "valid":
+            raise ValueError("tf_melgan's Conv1D supports padding='valid' only (pad explicitly)")
         if self.groups == 1:
-            return super().convolution_op(inputs, kernel)
-        if self.padding != "valid" or self.dilation_rate != (1,):
-            raise ValueError("grouped Conv1D supports padding='valid' without dilation only")
+            return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID",
+                                dilations=self.dilation_rate[0])
+        if self.dilation_rate != (1,):
+            raise ValueError("grouped Conv1D supports dilation 1 only")
         return grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
 
     def call(self, inputs):
         # Keras 3.15's Conv1D.call goes to ops.conv directly, bypassing convolution_op.
-        if self.groups == 1:
-            return super().call(inputs)
-        outputs = self.convolution_op(inputs, self.kernel)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return outputs if self.activation is None else self.activation(outputs)
+        return _bias_and_activation(self, self.convolution_op(inputs, self.kernel))
+
+
+def _bias_and_activation(layer, outputs):
+    if layer.use_bias:
+        outputs = tf.nn.bias_add(outputs, ops.cast(layer.bias, outputs.dtype))
+    return outputs if layer.activation is None else layer.activation(outputs)
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -90,9 +100,7 @@ class WeightNormalization(keras.layers.Wrapper):
                                          dilation_rate=layer.dilation_rate)
         else:
             outputs = layer.convolution_op(inputs, kernel)
-        if layer.use_bias:
-            outputs = outputs + layer.bias
-        return outputs if layer.activation is None else layer.activation(outputs)
+        return _bias_and_activation(layer, outputs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -183,8 +191,12 @@ class ReflectionPad1D(keras.layers.Layer):
         self.padding = int(padding)
 
     def call(self, x):
-        p = self.padding
-        return ops.pad(x, [[0, 0], [p, p], [0, 0]], mode="reflect")
+        # Gathers + concat rather than MirrorPad: the same numbers, faster on CPU, and a
+        # too-short input is still an error (an out-of-range gather index) as with MirrorPad.
+        p, length = self.padding, tf.shape(x)[1]
+        left = tf.gather(x, tf.range(p, 0, -1), axis=1)
+        right = tf.gather(x, tf.range(length - 2, length - 2 - p, -1), axis=1)
+        return tf.concat([left, x, right], axis=1)
 
     def compute_output_shape(self, s):
         return (s[0], None if s[1] is None else s[1] + 2 * self.padding, s[2])

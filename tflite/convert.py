@@ -182,14 +182,26 @@ def _sliced_reflection_pad(padding: int):
     return call
 
 
+def _mirror_pad(padding: int):
+    """Reflection padding as one MIRROR_PAD op (the model's own gathers become GATHER ops,
+    which XNNPACK does not take either)."""
+    import tensorflow as tf
+
+    def call(x):
+        return tf.pad(x, [[0, 0], [padding, padding], [0, 0]], mode="REFLECT")
+
+    return call
+
+
 @contextlib.contextmanager
-def sliced_reflection_pads(model):
-    """Within the block, every ReflectionPad1D of `model` pads with slices (see above)."""
+def sliced_reflection_pads(model, mirror_pad: bool = False):
+    """Within the block, every ReflectionPad1D of `model` pads with slices (see above), or
+    with MIRROR_PAD ops if `mirror_pad`."""
     from tf_melgan.layers import ReflectionPad1D
     pads = [layer for layer in model._flatten_layers(include_self=False)
             if isinstance(layer, ReflectionPad1D)]
     for layer in pads:
-        layer.call = _sliced_reflection_pad(layer.padding)
+        layer.call = (_mirror_pad if mirror_pad else _sliced_reflection_pad)(layer.padding)
     try:
         yield len(pads)
     finally:
@@ -207,9 +219,7 @@ def export_saved_model(generator, path: str, n_mels: int, frames: int | None = N
     def vocode(mel):
         return {OUTPUT_NAME: generator(mel, training=False)}
 
-    with contextlib.ExitStack() as stack:
-        if not mirror_pad:
-            stack.enter_context(sliced_reflection_pads(generator))
+    with sliced_reflection_pads(generator, mirror_pad):
         archive = keras.export.ExportArchive()
         archive.track(generator)
         archive.add_endpoint(name=SIGNATURE, fn=vocode, input_signature=[
