@@ -68,12 +68,13 @@ class Generator(keras.Model):
     def call(self, mel, training=False):
         x = self.conv_pre(self.pad_pre(mel))
         for r, up, blocks in zip(self.ratios, self.upsamplers, self.stages):
-            frames = ops.shape(x)[1]
             x = up(ops.leaky_relu(x, 0.2))
             # 'valid' transposed conv gives frames * r + r samples; PyTorch's padding
             # r//2 + r%2 with output_padding r%2 keeps frames * r of them from this offset.
-            start = r // 2 + r % 2
-            x = x[:, start:start + frames * r]
+            # Sliced from both ends, with no shape arithmetic (which would leave dynamic
+            # tensors in a dynamic-length .tflite, slow under XNNPACK).
+            start, stop = r // 2 + r % 2, r // 2 + r % 2 - r
+            x = x[:, start:stop or None]
             for block in blocks:
                 x = block(x)
         x = self.conv_post(self.pad_post(ops.leaky_relu(x, 0.2)))

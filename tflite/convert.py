@@ -13,7 +13,10 @@ log-mels of the model's training split (config data.path, or --data) or of
 with float activations (hybrid kernels; much slower under XNNPACK, so only on request).
 
 Path: the generator with weight norm folded, its reflection pads written as slices +
-concat (the same numbers; XNNPACK does not take MIRROR_PAD; --mirror_pad keeps it) ->
+concat (the same numbers; XNNPACK does not take MIRROR_PAD; --mirror_pad keeps it) and its
+upsamplers as kernel-2 convs + reshape (polyphase; the same numbers, faster than
+TRANSPOSE_CONV), with no run-time shape arithmetic, so a dynamic-length model runs as fast
+as a fixed-length one ->
 keras.export.ExportArchive (a SavedModel whose signature is named) ->
 TFLiteConverter.from_saved_model (--saved_model SM keeps that SavedModel, or converts one
 already there, e.g. from `python -m tf_melgan.export`). from_concrete_functions and
@@ -209,6 +212,51 @@ def sliced_reflection_pads(model, mirror_pad: bool = False):
             del layer.call
 
 
+def _polyphase_upsample(layer):
+    """A stride-r transposed conv with kernel 2r as a kernel-2 CONV_2D with r * C_out
+    channels and a reshape: the same numbers, and XNNPACK runs it faster than
+    TRANSPOSE_CONV (see docs/BENCHMARKS.md). output[t*r + j] = x[t] W[j] + x[t-1] W[j+r],
+    a conv over x zero-padded by one frame. Other kernel sizes keep TRANSPOSE_CONV."""
+    import tensorflow as tf
+    k, c_out, c_in = layer.kernel.shape
+    r = layer.strides[0]
+    if k != 2 * r or layer.dilation_rate != (1,) or tuple(layer.output_padding or (0,)) != (0,):
+        return None
+
+    def call(x):
+        w = tf.transpose(layer.kernel, [0, 2, 1])                      # [2r, C_in, C_out]
+        w_now = tf.reshape(tf.transpose(w[:r], [1, 0, 2]), [c_in, r * c_out])   # x[t]
+        w_prev = tf.reshape(tf.transpose(w[r:], [1, 0, 2]), [c_in, r * c_out])  # x[t-1]
+        kernel = tf.stack([w_prev, w_now])                             # [2, C_in, r C_out]
+        y = tf.nn.conv1d(tf.pad(x, [[0, 0], [1, 1], [0, 0]]), kernel, 1, "VALID")
+        if layer.use_bias:
+            y = tf.nn.bias_add(y, tf.tile(layer.bias, [r]))
+        batch = x.shape[0] or tf.shape(x)[0]  # static in the export: no SHAPE op
+        return tf.reshape(y, [batch, -1, c_out])                       # [B, (T+1) r, C_out]
+
+    return call
+
+
+@contextlib.contextmanager
+def polyphase_upsamplers(model):
+    """Within the block, `model`'s Conv1DTranspose layers run `_polyphase_upsample`
+    (weight norm folded: plain Conv1DTranspose layers)."""
+    import keras
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.Conv1DTranspose)]
+    patched = []
+    for layer in layers:
+        call = _polyphase_upsample(layer)
+        if call is not None:
+            layer.call = call
+            patched.append(layer)
+    try:
+        yield len(patched)
+    finally:
+        for layer in patched:
+            del layer.call
+
+
 def export_saved_model(generator, path: str, n_mels: int, frames: int | None = None,
                        mirror_pad: bool = False):
     """SavedModel with signature 'serving_default': 'mel' [1, frames, n_mels] -> 'audio'.
@@ -219,7 +267,7 @@ def export_saved_model(generator, path: str, n_mels: int, frames: int | None = N
     def vocode(mel):
         return {OUTPUT_NAME: generator(mel, training=False)}
 
-    with sliced_reflection_pads(generator, mirror_pad):
+    with sliced_reflection_pads(generator, mirror_pad), polyphase_upsamplers(generator):
         archive = keras.export.ExportArchive()
         archive.track(generator)
         archive.add_endpoint(name=SIGNATURE, fn=vocode, input_signature=[

@@ -1,0 +1,220 @@
+#!/usr/bin/env python
+"""Quality of a trained generator and of its LiteRT conversions, on held-out clips:
+
+    python -m benchmarks.quality --model_dir runs/demo [--modes float32,fp16,int8]
+                                 [--clips 4] [--out F.json] [--layers]
+
+For each held-out clip of the model's data (config data.path, the validation split the
+training run never saw): ground-truth audio -> log-mel -> vocoder, for the Keras model
+(weight norm folded) and each .tflite made by tflite/convert.py (dynamic length, LiteRT +
+XNNPACK, 2 threads). Reported per variant, averaged over the clips:
+
+- log-mel L1 to the ground truth (the official model-selection criterion), over all
+  frames and over speech frames only (frames within 40 dB of the clip's loudest: the
+  shipped espeak-ng corpus has digital silence, where any noise scores ~1-3);
+- SNR against the Keras model's output (how much conversion changes the waveform) and
+  against the ground truth (GAN vocoders do not keep the phase: expect ~0 dB, listed
+  because it is asked for, not because it ranks vocoders);
+- pitch: librosa.pyin on the ground truth and on the output, voicing agreement (% of
+  frames) and the F0 error in cents on frames voiced in both (speech-likeness a log-mel
+  L1 misses);
+- Griffin-Lim (librosa.feature.inverse.mel_to_audio, 32 iterations) from the same mel, as
+  a reference point: intelligible but phasey speech.
+
+`--layers` adds LiteRT's QuantizationDebugger on the int8 model: per-layer RMSE of the
+int8 output against the float output of the same layer, divided by the quantization
+scale, the ten worst layers (which layers lose most).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+SPEECH_DB = 40.0
+
+
+def speech_frames(mel_log10: np.ndarray) -> np.ndarray:
+    """Frames whose total mel energy is within SPEECH_DB of the clip's loudest frame."""
+    energy = 10.0 * np.log10(np.sum(10.0 ** (2.0 * mel_log10), axis=-1) + 1e-20)
+    return energy > energy.max() - SPEECH_DB
+
+
+def pitch(audio, sr, hop):
+    import librosa
+    f0, voiced, _ = librosa.pyin(audio.astype(np.float64), fmin=60.0, fmax=500.0, sr=sr,
+                                 frame_length=1024, hop_length=hop)
+    return f0, voiced
+
+
+def pitch_scores(ref, out, sr, hop):
+    f0_r, v_r = pitch(ref, sr, hop)
+    f0_o, v_o = pitch(out, sr, hop)
+    n = min(len(v_r), len(v_o))
+    f0_r, v_r, f0_o, v_o = f0_r[:n], v_r[:n], f0_o[:n], v_o[:n]
+    both = v_r & v_o & np.isfinite(f0_r) & np.isfinite(f0_o)
+    cents = 1200.0 * np.abs(np.log2(f0_o[both] / f0_r[both])) if both.any() else np.array([])
+    return {"voicing_agreement_pct": float(100.0 * np.mean(v_r == v_o)),
+            "f0_error_cents_median": float(np.median(cents)) if cents.size else None,
+            "voiced_frames_ref": int(v_r.sum())}
+
+
+def snr_db(ref, out):
+    ref, out = np.asarray(ref, np.float64).ravel(), np.asarray(out, np.float64).ravel()
+    noise = np.sum((ref - out) ** 2)
+    return float(10.0 * np.log10(np.sum(ref ** 2) / max(noise, 1e-30)))
+
+
+def griffin_lim(mel_log10, audio_config):
+    import librosa
+    from tf_melgan.audio import mel_filters
+    magnitude_mel = 10.0 ** mel_log10.T.astype(np.float64)
+    basis = mel_filters(audio_config).astype(np.float64)  # [n_fft/2+1, n_mels]
+    spec = librosa.feature.inverse.nnls(basis.T, magnitude_mel)
+    return librosa.griffinlim(spec, n_iter=32, hop_length=audio_config.hop_length,
+                              win_length=audio_config.win_length, n_fft=audio_config.n_fft,
+                              random_state=0)
+
+
+def layer_report(model_dir, calib, top=10):
+    """LiteRT QuantizationDebugger on the int8 conversion: worst layers by rmse / scale."""
+    import tensorflow as tf
+    from tf_melgan.checkpoint import load_generator
+    from tflite.convert import INPUT_NAME, SIGNATURE, export_saved_model
+    generator, config = load_generator(model_dir, which="best", fold=True)
+    work = tempfile.mkdtemp(prefix="quality_layers_")
+    saved = os.path.join(work, "sm")
+    export_saved_model(generator, saved, config.audio.n_mels)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ({INPUT_NAME: m} for m in calib)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([m] for m in calib[:8]))
+    debugger.run()
+    path = os.path.join(work, "layers.csv")
+    with open(path, "w") as f:
+        debugger.layer_statistics_dump(f)
+    import csv
+    rows = list(csv.DictReader(open(path)))
+    for r in rows:
+        r["rmse_over_scale"] = float(r["rmse/scale"]) if r.get("rmse/scale") else (
+            float(np.sqrt(float(r["mean_squared_error"]))) / float(r["scale"]))
+    rows.sort(key=lambda r: -r["rmse_over_scale"])
+    keep = ("op_name", "tensor_name", "scale", "rmse_over_scale", "mean_error",
+            "range", "num_elements")
+    return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_dir", required=True)
+    p.add_argument("--modes", default="float32,fp16,int8")
+    p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--max_frames", type=int, default=862)
+    p.add_argument("--work_dir", default=None, help="where the .tflite files go (temp dir)")
+    p.add_argument("--out", default=None, help="JSON results")
+    p.add_argument("--layers", action="store_true", help="per-layer int8 error report")
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+    from tf_melgan.audio import load_audio, log_mel_numpy
+    from tf_melgan.checkpoint import load_generator
+    from tflite.convert import (calibration_mels, convert, data_splits,
+                                resolve_data_path)
+    from tflite.litert_runtime import Vocoder
+
+    generator, config = load_generator(args.model_dir, which="best", fold=True)
+    ac = config.audio
+    if ac.mel_preset != "melgan" or ac.stats_path:
+        sys.exit("quality.py handles the melgan mel preset without stats only")
+    data = resolve_data_path(config.data.path, args.model_dir)
+    train_files, held_out = data_splits(config, data)
+    work = args.work_dir or tempfile.mkdtemp(prefix="quality_")
+    os.makedirs(work, exist_ok=True)
+
+    models = {}
+    for mode in [m for m in args.modes.split(",") if m != "float32"] + ["float32"]:
+        path = os.path.join(work, f"vocoder_{mode}.tflite")
+        if not os.path.exists(path):
+            t = time.time()
+            convert(args.model_dir, path, mode)
+            print(f"converted {mode} in {time.time() - t:.0f} s", flush=True)
+        models[mode] = Vocoder(path, num_threads=2)
+
+    hop, sr = ac.hop_length, ac.sample_rate
+    per = {name: [] for name in ["keras"] + [f"tflite_{m}" for m in models] + ["griffin_lim"]}
+    clips = []
+    for path in held_out[:args.clips]:
+        audio = load_audio(path, sr, ac.peak)
+        frames = min(args.max_frames, len(audio) // hop)
+        audio = audio[:frames * hop]
+        mel = log_mel_numpy(audio, ac)[None].astype(np.float32)
+        speech = speech_frames(mel[0])
+        keras_out = np.asarray(generator(tf.constant(mel), training=False))[0]
+        outs = {"keras": keras_out}
+        for mode, vocoder in models.items():
+            outs[f"tflite_{mode}"] = vocoder(mel)[0]
+        outs["griffin_lim"] = griffin_lim(mel[0], ac)[:frames * hop]
+        clips.append({"clip": os.path.basename(path), "seconds": frames * hop / sr,
+                      "speech_frames_pct": float(100 * speech.mean())})
+        for name, out in outs.items():
+            out = np.pad(out, (0, frames * hop - len(out)))
+            m = log_mel_numpy(out.astype(np.float32), ac)
+            per[name].append({
+                "log_mel_l1": float(np.mean(np.abs(m - mel[0]))),
+                "log_mel_l1_speech": float(np.mean(np.abs(m[speech] - mel[0][speech]))),
+                "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
+                "snr_vs_truth_db": snr_db(audio, out),
+                **pitch_scores(audio, out, sr, hop)})
+        print(f"  {os.path.basename(path)}: {frames} frames", flush=True)
+
+    summary = {}
+    for name, rows in per.items():
+        s = {}
+        for key in rows[0]:
+            vals = [r[key] for r in rows if r[key] is not None]
+            s[key] = float(np.mean(vals)) if vals else None
+        summary[name] = s
+    float_l1 = summary["keras"]["log_mel_l1"]
+    print(f"\n{len(clips)} held-out clips of {data}; log-mel L1 to the ground truth "
+          f"(all frames / speech frames), SNR, pitch (pyin):")
+    print("| variant | log-mel L1 | L1 speech | vs float L1 | SNR vs Keras | SNR vs truth "
+          "| voicing agree | F0 err (cents) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, s in summary.items():
+        snr_k = "-" if s["snr_vs_keras_db"] is None else f"{s['snr_vs_keras_db']:.1f} dB"
+        f0 = "-" if s["f0_error_cents_median"] is None else f"{s['f0_error_cents_median']:.0f}"
+        print(f"| {name} | {s['log_mel_l1']:.3f} | {s['log_mel_l1_speech']:.3f} | "
+              f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | {snr_k} | "
+              f"{s['snr_vs_truth_db']:.1f} dB | {s['voicing_agreement_pct']:.1f}% | {f0} |")
+    result = {"model_dir": os.path.abspath(args.model_dir), "data": data, "clips": clips,
+              "per_clip": per, "summary": summary}
+    if args.layers and "int8" in models:
+        calib = calibration_mels(train_files, ac, 32, 256, False,
+                                 (config.data.gain_min, config.data.gain_max))
+        worst, n = layer_report(args.model_dir, calib)
+        result["int8_layers"] = worst
+        print(f"\nint8 layers with the largest error (rmse / scale, of {n}):")
+        for r in worst:
+            print(f"  {r['rmse_over_scale']:.3f}  {r['op_name']:<16} {r['tensor_name']}")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
