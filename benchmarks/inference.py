@@ -8,7 +8,7 @@ Variants: Keras eager call, tf.function, tf.function(jit_compile=True) (XLA), Sa
 (tf.saved_model.load of tf_melgan.export.export_saved_model), LiteRT (XNNPACK) fp32 / fp16 /
 int8 (tflite/convert.py: --fp16, --quantize calibrated on real ljspeech-mini log-mels) with a
 dynamic frame count and static (--frames = the utterance), the streamer (tf_melgan.streaming
-.stream over a static-chunk fp32 .tflite: whole utterance and first-chunk latency) and
+.stream over a static-chunk fp32 or int8 .tflite: whole utterance and first-chunk latency) and
 PyTorch (tests/torch_melgan.py, weight norm removed, torch.inference_mode).
 
 Each thread count runs in its own child process (TF's thread pools are fixed when TF
@@ -35,8 +35,12 @@ from benchmarks._common import (HOP, N_MELS, SAMPLE_RATE, add_run_arguments, loa
 ALL = ["keras_eager", "tf_function", "tf_function_xla", "saved_model",
        "tflite_fp32_dynamic", "tflite_fp16_dynamic", "tflite_int8_dynamic",
        "tflite_fp32_static", "tflite_fp16_static", "tflite_int8_static",
-       "stream_tflite_fp32", "pytorch"]
+       "stream_tflite_fp32", "stream_tflite_int8", "pytorch"]
 STREAM_CHUNK, STREAM_CONTEXT = 32, 6  # chunk frames; receptive field 6 frames each side
+
+
+def stream_mode(variant):
+    return {"fp32": "float32", "int8": "int8"}[variant.rsplit("_", 1)[1]]
 
 
 def frames_for(seconds):
@@ -65,8 +69,8 @@ def prepare(args, durations):
                 jobs.append((mode, None))
             else:
                 jobs += [(mode, frames_for(s)) for s in durations]
-        if v == "stream_tflite_fp32":
-            jobs.append(("float32", STREAM_CHUNK + 2 * STREAM_CONTEXT))
+        if v.startswith("stream_tflite_"):
+            jobs.append((stream_mode(v), STREAM_CHUNK + 2 * STREAM_CONTEXT))
     for mode, frames in sorted(set(jobs), key=str):
         path = tflite_path(args.work_dir, mode, frames)
         if not os.path.isfile(path):
@@ -134,10 +138,10 @@ def child(args):
                 interp, out_index = tfl_prepare(path, mel, n)
                 fn = interp.invoke
                 outputs[v] = (lambda i=interp, o=out_index: i.get_tensor(o))
-            elif v == "stream_tflite_fp32":
+            elif v.startswith("stream_tflite_"):
                 from tf_melgan.streaming import stream_all
                 from tflite.litert_runtime import Vocoder
-                voc = Vocoder(tflite_path(args.work_dir, "float32",
+                voc = Vocoder(tflite_path(args.work_dir, stream_mode(v),
                                           STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
                 fn = (lambda voc=voc: stream_all(voc, mel[0], STREAM_CHUNK, STREAM_CONTEXT))
             elif v == "pytorch":
@@ -177,12 +181,12 @@ def child(args):
                          "max_abs_diff_vs_keras": err, **mem[v]})
         entry = {"seconds": seconds, "frames": frames, "audio_s": audio_s, "rows": rows,
                  "load_before": load0, "load_after": load1}
-        if "stream_tflite_fp32" in variants:
+        for v in [v for v in variants if v.startswith("stream_tflite_")]:
             from tf_melgan.streaming import first_chunk_latency
             from tflite.litert_runtime import Vocoder
-            voc = Vocoder(tflite_path(args.work_dir, "float32",
+            voc = Vocoder(tflite_path(args.work_dir, stream_mode(v),
                                       STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
-            entry["stream_first_chunk"] = first_chunk_latency(
+            entry.setdefault("stream_first_chunk", {})[v] = first_chunk_latency(
                 voc, N_MELS, STREAM_CHUNK, (STREAM_CONTEXT, STREAM_CONTEXT), hop_length=HOP,
                 sample_rate=SAMPLE_RATE, fixed_frames=STREAM_CHUNK + 2 * STREAM_CONTEXT,
                 repeats=max(args.repeats, 5))
@@ -209,9 +213,8 @@ def print_table(n, e):
         print(f"  {r['variant']:22s} {r['median_s'] * 1000:7.0f}ms {r['rtf']:7.3f} "
               f"{r['x_real_time']:7.2f} {vs:>8s} {d:>8s} {r['first_call_s']:6.1f}s "
               f"{r['peak_rss_growth_mb']:7.0f}M")
-    if "stream_first_chunk" in e:
-        s = e["stream_first_chunk"]
-        print(f"  stream first chunk ({STREAM_CHUNK}-frame chunk, window "
+    for v, s in e.get("stream_first_chunk", {}).items():
+        print(f"  {v} first chunk ({STREAM_CHUNK}-frame chunk, window "
               f"{STREAM_CHUNK + 2 * STREAM_CONTEXT}): compute {s['compute'] * 1000:.1f} ms, "
               f"lookahead {s['lookahead'] * 1000:.0f} ms, latency {s['latency'] * 1000:.0f} "
               f"ms, chunk RTF {s['real_time_factor']:.3f}")
@@ -225,7 +228,7 @@ def main(argv=None):
                                                       "60 = 5168)")
     p.add_argument("--variants", default=",".join(ALL))
     p.add_argument("--skip_long", default="keras_eager,tf_function_xla,tflite_fp16_dynamic,"
-                   "tflite_fp16_static,stream_tflite_fp32",
+                   "tflite_fp16_static,stream_tflite_fp32,stream_tflite_int8",
                    help="variants left out for utterances > 10 s (time budget)")
     p.add_argument("--num_calibration", type=int, default=32)
     add_run_arguments(p, "inference.json")
