@@ -40,12 +40,28 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_mb():
+def _status_mb(key):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb():
+    """This process's RSS now (MB)."""
+    return _status_mb("VmRSS")
+
+
+def hwm_mb():
+    """This process's peak RSS (MB) since start or the last `reset_peak_rss`."""
+    return _status_mb("VmHWM")
+
+
+def reset_peak_rss():
+    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def machine():

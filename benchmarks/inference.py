@@ -140,7 +140,7 @@ def child(args):
                 outputs[v] = (lambda i=interp, o=out_index: i.get_tensor(o))
             elif v.startswith("stream_tflite_"):
                 from tf_melgan.streaming import stream_all
-                from tflite.litert_runtime import Vocoder
+                from tf_melgan.litert import Vocoder
                 voc = Vocoder(tflite_path(args.work_dir, stream_mode(v),
                                           STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
                 fn = (lambda voc=voc: stream_all(voc, mel[0], STREAM_CHUNK, STREAM_CONTEXT))
@@ -183,7 +183,7 @@ def child(args):
                  "load_before": load0, "load_after": load1}
         for v in [v for v in variants if v.startswith("stream_tflite_")]:
             from tf_melgan.streaming import first_chunk_latency
-            from tflite.litert_runtime import Vocoder
+            from tf_melgan.litert import Vocoder
             voc = Vocoder(tflite_path(args.work_dir, stream_mode(v),
                                       STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
             entry.setdefault("stream_first_chunk", {})[v] = first_chunk_latency(

@@ -9,10 +9,12 @@ a dynamic frame count (whole utterance), and the streamer (tf_melgan.streaming.s
 a fixed-chunk int8 .tflite (--chunk frames + 6 frames of context each side), whose blocks are
 consumed as they come (never concatenated), as a live consumer would.
 
-Every (variant, length) runs in its own child process, so each peak RSS is that run's own
-high-water mark: for the streamer it should not grow with the length, for whole-utterance
-runs it grows with the activations (32 channels x samples at the last stage). Time: median
-of --repeats after a warm-up call; "per audio second" should be flat if time is linear.
+Every (variant, length) runs in its own child process; its peak RSS is reset (Linux
+/proc/self/clear_refs) after the mel is made and the model loaded, so "peak RSS" is the
+high-water mark of synthesis itself and "growth" what synthesis adds to the loaded process:
+for the streamer it should not grow with the length, for whole-utterance runs it grows with
+the activations (32 channels x samples at the last stage). Time: median of --repeats after
+a warm-up call; "ms per audio second" should be flat if time is linear.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import os
 import sys
 import time
 
-from benchmarks._common import (HOP, N_MELS, SAMPLE_RATE, add_run_arguments, loadavg,
-                                machine, parse_run_arguments, peak_rss_mb, prepare_model_dir,
-                                real_mel, rss_mb, run_child, versions)
+from benchmarks._common import (HOP, SAMPLE_RATE, add_run_arguments, hwm_mb, loadavg,
+                                machine, parse_run_arguments, prepare_model_dir, real_mel,
+                                reset_peak_rss, rss_mb, run_child, versions)
 
 ALL = ["saved_model", "tflite_int8", "stream_int8"]
 CONTEXT = 6
@@ -65,7 +67,7 @@ def child(args):
         mel_tf = tf.constant(mel)
         fn = lambda: sig(mel=mel_tf)["audio"].shape[-1]  # noqa: E731
     else:
-        from tflite.litert_runtime import Vocoder
+        from tf_melgan.litert import Vocoder
         voc = Vocoder(p[variant], num_threads=n)
         if variant == "tflite_int8":
             fn = lambda: voc(mel).shape[-1]  # noqa: E731
@@ -76,6 +78,7 @@ def child(args):
                 return sum(len(block) for block in
                            stream(voc, mel[0], args.chunk, (CONTEXT, CONTEXT)))
     rss_loaded = rss_mb()
+    reset_peak_rss()  # the peak of synthesis alone, not of preparing the mel
     samples = fn()  # warm-up
     if samples != frames * HOP:
         raise RuntimeError(f"{variant}: {samples} samples for {frames} frames")
@@ -89,7 +92,8 @@ def child(args):
     out = {"variant": variant, "seconds": seconds, "frames": frames, "threads": n,
            "median_s": med, "times_s": times, "x_real_time": audio_s / med,
            "ms_per_audio_second": 1000 * med / audio_s, "rss_start_mb": rss_start,
-           "rss_loaded_mb": rss_loaded, "peak_rss_mb": peak_rss_mb(), "load": loadavg()}
+           "rss_loaded_mb": rss_loaded, "peak_rss_mb": hwm_mb(),
+           "peak_growth_mb": hwm_mb() - rss_loaded, "load": loadavg()}
     with open(args.child_out, "w") as f:
         json.dump(out, f)
 
@@ -118,12 +122,12 @@ def main(argv=None):
             print(f"  {v:12s} {s:6.0f} s: median {r['median_s']:.3f} s, "
                   f"{r['x_real_time']:.1f}x real time, {r['ms_per_audio_second']:.1f} ms per "
                   f"audio s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
-    print(f"\n| variant | length | median | x real time | ms per audio s | peak RSS |")
-    print("|---|---|---|---|---|---|")
+    print("\n| variant | length | median | x real time | ms per audio s | peak RSS | growth |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['seconds']:.0f} s | {r['median_s']:.3f} s | "
               f"{r['x_real_time']:.1f} | {r['ms_per_audio_second']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} MB |")
+              f"{r['peak_rss_mb']:.0f} MB | {r['peak_growth_mb']:.0f} MB |")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": machine(), "versions": versions(), "chunk": args.chunk,

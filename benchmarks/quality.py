@@ -10,8 +10,9 @@ training run never saw): ground-truth audio -> log-mel -> vocoder, for the Keras
 XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 
 - log-mel L1 to the ground truth (the official model-selection criterion), over all
-  frames and over speech frames only (frames within 40 dB of the clip's loudest: the
-  shipped espeak-ng corpus has digital silence, where any noise scores ~1-3);
+  frames, over speech frames only (frames within 40 dB of the clip's loudest) and over
+  the mel bins within 60 dB of the clip's loudest bin (the shipped espeak-ng corpus has
+  digital silence, where any noise floor scores ~1-3 per bin);
 - SNR against the Keras model's output (how much conversion changes the waveform) and
   against the ground truth (GAN vocoders do not keep the phase: expect ~0 dB, listed
   because it is asked for, not because it ranks vocoders);
@@ -87,34 +88,59 @@ def griffin_lim(mel_log10, audio_config):
                               random_state=0)
 
 
-def layer_report(model_dir, calib, top=10):
-    """LiteRT QuantizationDebugger on the int8 conversion: worst layers by rmse / scale."""
+def _int8_converter(model_dir, calib):
     import tensorflow as tf
     from tf_melgan.checkpoint import load_generator
     from tflite.convert import INPUT_NAME, SIGNATURE, export_saved_model
     generator, config = load_generator(model_dir, which="best", fold=True)
-    work = tempfile.mkdtemp(prefix="quality_layers_")
-    saved = os.path.join(work, "sm")
+    saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "sm")
     export_saved_model(generator, saved, config.audio.n_mels)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ({INPUT_NAME: m} for m in calib)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def layer_report(model_dir, calib, top=10):
+    """LiteRT QuantizationDebugger on the int8 conversion: worst layers by rmse / scale
+    (0.29 = 1/sqrt(12) is a uniform rounding error of one step, the ideal)."""
+    import csv
+
+    import tensorflow as tf
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([m] for m in calib[:8]))
+        converter=_int8_converter(model_dir, calib),
+        debug_dataset=lambda: ([m] for m in calib[:8]))
     debugger.run()
-    path = os.path.join(work, "layers.csv")
+    path = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "layers.csv")
     with open(path, "w") as f:
         debugger.layer_statistics_dump(f)
-    import csv
-    rows = list(csv.DictReader(open(path)))
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
     for r in rows:
-        r["rmse_over_scale"] = float(r["rmse/scale"]) if r.get("rmse/scale") else (
-            float(np.sqrt(float(r["mean_squared_error"]))) / float(r["scale"]))
+        r["rmse_over_scale"] = float(r["rmse/scale"])
     rows.sort(key=lambda r: -r["rmse_over_scale"])
-    keep = ("op_name", "tensor_name", "scale", "rmse_over_scale", "mean_error",
-            "range", "num_elements")
+    keep = ("op_name", "tensor_name", "scale", "rmse_over_scale", "mean_error")
     return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
+
+
+def int8_float_convs(model_dir, calib, path):
+    """The int8 model with every op denylisted (QuantizationDebugger): the convs run in
+    float32, what stays int8 is the activations between them (the quantizer keeps those).
+    Tells whether the int8 error comes from the weights / conv arithmetic or from 8-bit
+    activations."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    converter = _int8_converter(model_dir, calib)
+    names = [d["name"] for d in Interpreter(model_content=converter.convert())
+             .get_tensor_details() if "/" in d["name"]]  # every op of the model
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=_int8_converter(model_dir, calib),
+        debug_dataset=lambda: ([m] for m in calib[:2]), debug_options=options)
+    with open(path, "wb") as f:
+        f.write(debugger.get_nondebug_quantized_model())
+    return path
 
 
 def main(argv=None):
@@ -133,7 +159,7 @@ def main(argv=None):
     from tf_melgan.checkpoint import load_generator
     from tflite.convert import (calibration_mels, convert, data_splits,
                                 resolve_data_path)
-    from tflite.litert_runtime import Vocoder
+    from tf_melgan.litert import Vocoder
 
     generator, config = load_generator(args.model_dir, which="best", fold=True)
     ac = config.audio
@@ -152,6 +178,13 @@ def main(argv=None):
             convert(args.model_dir, path, mode)
             print(f"converted {mode} in {time.time() - t:.0f} s", flush=True)
         models[mode] = Vocoder(path, num_threads=2)
+    calib = None
+    if args.layers and "int8" in models:
+        calib = calibration_mels(train_files, ac, 32, 256, False,
+                                 (config.data.gain_min, config.data.gain_max))
+        path = int8_float_convs(args.model_dir, calib,
+                                os.path.join(work, "vocoder_int8_float_convs.tflite"))
+        models["int8_float_convs"] = Vocoder(path, num_threads=2)
 
     hop, sr = ac.hop_length, ac.sample_rate
     per = {name: [] for name in ["keras"] + [f"tflite_{m}" for m in models] + ["griffin_lim"]}
@@ -162,6 +195,7 @@ def main(argv=None):
         audio = audio[:frames * hop]
         mel = log_mel_numpy(audio, ac)[None].astype(np.float32)
         speech = speech_frames(mel[0])
+        loud = mel[0] > mel[0].max() - 3.0  # log10 units: 60 dB
         keras_out = np.asarray(generator(tf.constant(mel), training=False))[0]
         outs = {"keras": keras_out}
         for mode, vocoder in models.items():
@@ -175,6 +209,7 @@ def main(argv=None):
             per[name].append({
                 "log_mel_l1": float(np.mean(np.abs(m - mel[0]))),
                 "log_mel_l1_speech": float(np.mean(np.abs(m[speech] - mel[0][speech]))),
+                "log_mel_l1_60db": float(np.mean(np.abs(m - mel[0])[loud])),
                 "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
                 "snr_vs_truth_db": snr_db(audio, out),
                 **pitch_scores(audio, out, sr, hop)})
@@ -190,20 +225,19 @@ def main(argv=None):
     float_l1 = summary["keras"]["log_mel_l1"]
     print(f"\n{len(clips)} held-out clips of {data}; log-mel L1 to the ground truth "
           f"(all frames / speech frames), SNR, pitch (pyin):")
-    print("| variant | log-mel L1 | L1 speech | vs float L1 | SNR vs Keras | SNR vs truth "
-          "| voicing agree | F0 err (cents) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | log-mel L1 | vs float | L1 speech frames | L1 bins within 60 dB | "
+          "SNR vs Keras | SNR vs truth | voicing agree | F0 err (cents) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         snr_k = "-" if s["snr_vs_keras_db"] is None else f"{s['snr_vs_keras_db']:.1f} dB"
         f0 = "-" if s["f0_error_cents_median"] is None else f"{s['f0_error_cents_median']:.0f}"
-        print(f"| {name} | {s['log_mel_l1']:.3f} | {s['log_mel_l1_speech']:.3f} | "
-              f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | {snr_k} | "
+        print(f"| {name} | {s['log_mel_l1']:.3f} | "
+              f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | "
+              f"{s['log_mel_l1_speech']:.3f} | {s['log_mel_l1_60db']:.3f} | {snr_k} | "
               f"{s['snr_vs_truth_db']:.1f} dB | {s['voicing_agreement_pct']:.1f}% | {f0} |")
     result = {"model_dir": os.path.abspath(args.model_dir), "data": data, "clips": clips,
               "per_clip": per, "summary": summary}
-    if args.layers and "int8" in models:
-        calib = calibration_mels(train_files, ac, 32, 256, False,
-                                 (config.data.gain_min, config.data.gain_max))
+    if calib is not None:
         worst, n = layer_report(args.model_dir, calib)
         result["int8_layers"] = worst
         print(f"\nint8 layers with the largest error (rmse / scale, of {n}):")

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tflite.litert_runtime import snr_db  # noqa: E402
+from tf_melgan.litert import snr_db  # noqa: E402
 
 FLAGS = {"float32": [], "fp16": ["--fp16"], "int8": ["--quantize"],
          "dynamic_range": ["--dynamic_range"]}

@@ -26,7 +26,7 @@ from tf_melgan.checkpoint import load_generator  # noqa: E402
 from tf_melgan.config import config_from_dict  # noqa: E402
 from tf_melgan.generator import Generator  # noqa: E402
 from tflite import convert as conv  # noqa: E402
-from tflite.litert_runtime import (VARIABLE_OPS, Vocoder, op_problems, read_ops,  # noqa: E402
+from tf_melgan.litert import (VARIABLE_OPS, Vocoder, op_problems, read_ops,  # noqa: E402
                                    read_sidecar, snr_db)
 
 SMOKE = os.path.join(ROOT, "tflite", "smoke_test.py")

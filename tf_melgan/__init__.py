@@ -1,27 +1,42 @@
-"""tf-melgan: MelGAN (Kumar et al., NeurIPS 2019) in TensorFlow 2 / Keras 3."""
+"""tf-melgan: MelGAN (Kumar et al., NeurIPS 2019) in TensorFlow 2 / Keras 3.
 
+The public names below are imported on first use (PEP 562), so `import tf_melgan` and the
+TensorFlow-free `tf_melgan.litert` (LiteRT runtime) do not pay for, or need, TensorFlow.
+"""
+
+import importlib
 import os
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries our progress
 # output; errors still show. Set TF_CPP_MIN_LOG_LEVEL yourself to see everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tf_melgan.audio import AudioError, LogMel, load_audio, log_mel_numpy, mel_filters
-from tf_melgan.config import Config, ConfigError, load_config
-from tf_melgan.data import AudioSource, DataError, find_audio_files, train_dataset
-from tf_melgan.discriminator import MultiScaleDiscriminator
-from tf_melgan.generator import Generator
-from tf_melgan.layers import ReflectionPad1D, ResidualBlock, WeightNormalization
-from tf_melgan.losses import (discriminator_loss, feature_matching_loss, generator_loss,
-                              mel_l1)
-from tf_melgan.model import MelGAN, make_optimizer
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "AudioError", "AudioSource", "Config", "ConfigError", "DataError", "Generator", "LogMel",
-    "MelGAN", "MultiScaleDiscriminator", "ReflectionPad1D", "ResidualBlock",
-    "WeightNormalization", "discriminator_loss", "feature_matching_loss", "find_audio_files",
-    "generator_loss", "load_audio", "load_config", "log_mel_numpy", "make_optimizer",
-    "mel_filters", "mel_l1", "train_dataset",
-]
+_EXPORTS = {
+    "tf_melgan.audio": ["AudioError", "LogMel", "load_audio", "log_mel_numpy", "mel_filters"],
+    "tf_melgan.config": ["Config", "ConfigError", "load_config"],
+    "tf_melgan.data": ["AudioSource", "DataError", "find_audio_files", "train_dataset"],
+    "tf_melgan.discriminator": ["MultiScaleDiscriminator"],
+    "tf_melgan.generator": ["Generator"],
+    "tf_melgan.layers": ["ReflectionPad1D", "ResidualBlock", "WeightNormalization"],
+    "tf_melgan.losses": ["discriminator_loss", "feature_matching_loss", "generator_loss",
+                         "mel_l1"],
+    "tf_melgan.model": ["MelGAN", "make_optimizer"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tf_melgan' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))

@@ -173,70 +173,24 @@ def _load_saved_model(path):
     return vocoder
 
 
-class _TFLiteRunner:
-    def __init__(self, path):
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            self.interpreter = Interpreter(model_path=path)
-        except Exception as e:  # noqa: BLE001
-            raise SynthesisError(f"{path}: not a valid TFLite model ({one_line(e)})") from None
-        inputs = self.interpreter.get_input_details()
-        outputs = self.interpreter.get_output_details()
-        if len(inputs) != 1 or len(inputs[0]["shape"]) != 3:
-            raise SynthesisError(f"{path}: expected one input [1, frames, n_mels], got "
-                                 f"{[list(d['shape_signature']) for d in inputs]}")
-        self.input, self.output = inputs[0], outputs[0]
-        for d, what in ((self.input, "input"), (self.output, "output")):
-            if np.dtype(d["dtype"]) != np.float32 and not d["quantization"][0]:
-                raise SynthesisError(f"{path}: {what} is {np.dtype(d['dtype']).name} "
-                                     f"without quantization parameters")
-        signature = list(self.input["shape_signature"])
-        self.n_mels = int(signature[-1])
-        self.fixed_frames = None if signature[1] == -1 else int(signature[1])
-        self._shape = None
-
-    def __call__(self, mel):
-        outs = []
-        for item in mel:  # the input is [1, frames, n_mels]
-            shape = [1, item.shape[0], item.shape[1]]
-            if shape != self._shape:
-                if self.fixed_frames is not None and shape[1] != self.fixed_frames:
-                    raise SynthesisError(f"this TFLite model takes exactly "
-                                         f"{self.fixed_frames} frames, got {shape[1]}")
-                self.interpreter.resize_tensor_input(self.input["index"], shape)
-                self.interpreter.allocate_tensors()
-                self._shape = shape
-            self.interpreter.set_tensor(self.input["index"], self._quantize(item[None]))
-            self.interpreter.invoke()
-            out = self.interpreter.get_tensor(self.output["index"])[0]
-            outs.append(self._dequantize(out))
-        return np.stack(outs)
-
-    def _quantize(self, x):
-        dtype = np.dtype(self.input["dtype"])
-        if dtype == np.float32:
-            return x
-        scale, zero = self.input["quantization"]  # integer I/O models
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-    def _dequantize(self, y):
-        if np.dtype(self.output["dtype"]) == np.float32:
-            return np.array(y)
-        scale, zero = self.output["quantization"]
-        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
-
-
 def _load_tflite(path):
     from tf_melgan.export import read_metadata
+    from tf_melgan.litert import ModelCheckError
+    from tf_melgan.litert import Vocoder as LiteRTVocoder
 
-    runner = _TFLiteRunner(path)
+    try:
+        runner = LiteRTVocoder(path, num_threads=2)
+    except ModelCheckError as e:
+        raise SynthesisError(str(e)) from None
     audio, hop, field, stats = _metadata_fields(read_metadata(path))
     if audio is not None and audio.n_mels != runner.n_mels:
         raise SynthesisError(f"{path}: its json says {audio.n_mels} mel bands, the model "
                              f"takes {runner.n_mels}")
-    vocoder = Vocoder(runner, "tflite", path, runner.n_mels, audio, hop, runner.fixed_frames,
+
+    def run(mel):  # [batch, frames, n_mels]; the model takes batch 1
+        return np.concatenate([runner(item[None]) for item in mel])
+
+    vocoder = Vocoder(run, "tflite", path, runner.n_mels, audio, hop, runner.fixed_frames,
                       field)
     vocoder.mel_stats = stats
     return vocoder

@@ -1,2 +1,3 @@
 """LiteRT (TFLite) export of a tf-melgan generator: `convert.py` (needs TensorFlow) and
-`smoke_test.py` + `litert_runtime.py` (need only ai-edge-litert, NumPy and soundfile)."""
+`smoke_test.py` (needs only ai-edge-litert, NumPy and soundfile, and tf_melgan/litert.py
+from this repo)."""

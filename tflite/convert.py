@@ -58,7 +58,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tflite.litert_runtime import (ModelCheckError, Vocoder, compute_kernels,  # noqa: E402
+from tf_melgan.litert import (ModelCheckError, Vocoder, compute_kernels,  # noqa: E402
                                    golden_path, op_counts, op_problems, read_ops,
                                    sidecar_path, snr_db)
 

@@ -26,12 +26,12 @@ import sys
 
 import numpy as np
 
-if __package__:
-    from .litert_runtime import (ModelCheckError, Vocoder, golden_path, op_problems,
-                                 read_ops, read_sidecar, snr_db)
-else:  # run as a script: litert_runtime.py sits next to this file
-    from litert_runtime import (ModelCheckError, Vocoder, golden_path, op_problems,
-                                read_ops, read_sidecar, snr_db)
+if not __package__:  # run as a script from the repo: make tf_melgan importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# tf_melgan's __init__ is lazy: this imports NumPy and ai_edge_litert, not TensorFlow.
+from tf_melgan.litert import (ModelCheckError, Vocoder, golden_path,  # noqa: E402
+                              op_problems, read_ops, read_sidecar, snr_db)
 
 LENGTHS = (32, 862)  # plus the model's minimum frame count
 SILENT_PEAK = 1e-4

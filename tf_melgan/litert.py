@@ -1,8 +1,9 @@
 """Inspecting and running a tf-melgan .tflite vocoder with LiteRT alone.
 
-Imports only the standard library, NumPy and ai_edge_litert (never TensorFlow), so that
-`smoke_test.py` runs in an environment with just `ai-edge-litert numpy soundfile`, as an
-app's tooling would; `convert.py` uses the same code to check what it writes.
+Imports only the standard library, NumPy and ai_edge_litert (never TensorFlow; the package's
+__init__ is lazy), so that `tflite/smoke_test.py` runs in an environment with just
+`ai-edge-litert numpy soundfile`, as an app's tooling would. `tflite/convert.py` checks what
+it writes with the same code and `tf_melgan.synthesize` runs .tflite models with it.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class Vocoder:
         try:
             self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
         except ValueError as e:
-            raise ModelCheckError(f"{model_path}: LiteRT cannot load it ({e})") from None
+            raise ModelCheckError(f"{model_path}: not a valid TFLite model (LiteRT cannot "
+                                  f"load it: {e})") from None
         signatures = self.interpreter.get_signature_list()
         if not signatures:
             raise ModelCheckError(f"{model_path} has no signature (export through "
