@@ -121,8 +121,8 @@ class DiscriminatorConfig:
 class LossConfig:
     lambda_feat: float = 10.0
     # Not in the paper (0 = off): weight of an L1 loss between the log-mels of the generated
-    # and the real audio, as HiFi-GAN adds. Makes small models sound like speech in far
-    # fewer steps; configs/demo.yaml uses it.
+    # and the real audio, as HiFi-GAN adds. The spectral envelope converges in far fewer
+    # steps; configs/demo.yaml uses it.
     lambda_mel: float = 0.0
 
 
