@@ -118,9 +118,9 @@ def layer_report(model_dir, calib, top=10):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        r["rmse_over_scale"] = float(r["rmse/scale"])
+        r["rmse_over_scale"] = float(np.sqrt(float(r["mean_squared_error"]))) / float(r["scale"])
     rows.sort(key=lambda r: -r["rmse_over_scale"])
-    keep = ("op_name", "tensor_name", "scale", "rmse_over_scale", "mean_error")
+    keep = ("op_name", "tensor_name", "scale", "rmse_over_scale", "mean_error")  # CSV columns
     return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
 
 
