@@ -163,7 +163,7 @@ def test_typo_in_yaml_file_names_file_and_key(tmp_path):
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones():
     msg = config_error("loss.zzz=1")
-    assert msg == "unknown config key 'loss.zzz'; known: lambda_feat"
+    assert msg == "unknown config key 'loss.zzz'; known: lambda_feat, lambda_mel"
 
 
 @pytest.mark.parametrize("override, message", [
@@ -250,6 +250,7 @@ def test_other_cross_field_checks():
     assert config_error("generator.init=xavier") == \
         "generator.init must be 'pytorch' or 'normal', got 'xavier'"
     assert config_error("loss.lambda_feat=-1") == "loss.lambda_feat must be >= 0"
+    assert config_error("loss.lambda_mel=-1") == "loss.lambda_mel must be >= 0"
     assert config_from_dict({}, ["loss.lambda_feat=0"]).loss.lambda_feat == 0.0
     # Training needs held-out clips for validation / best-model selection.
     assert config_error("data.validation_clips=0") == "data.validation_clips must be >= 1, got 0"
