@@ -101,30 +101,25 @@ def test_wrapped_equals_bare_at_init_and_folds(transpose):
                                keras.ops.convert_to_numpy(layer(x)), rtol=1e-5, atol=1e-6)
 
 
-def test_grouped_conv_equals_keras_grouped_conv():
-    rng = np.random.default_rng(2)
-    ours = Conv1D(16, 41, strides=4, groups=4)
-    ref = keras.layers.Conv1D(16, 41, strides=4, groups=4)
-    ours.build((None, None, 8))
-    ref.build((None, None, 8))
-    ref.set_weights(ours.get_weights())
-    x = rng.normal(size=(2, 300, 8)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)),
-                               keras.ops.convert_to_numpy(ref(x)), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("stride,dilation", [(1, 1), (1, 9), (4, 1)])
-def test_conv_equals_keras_conv(stride, dilation):
-    # Ours runs tf.nn.conv1d with dilations + BiasAdd (faster, no SpaceToBatch).
+@pytest.mark.parametrize("kwargs, length, rtol, atol", [
+    (dict(strides=1), 100, 1e-5, 1e-6),
+    (dict(strides=1, dilation_rate=9), 100, 1e-5, 1e-6),
+    (dict(strides=4), 100, 1e-5, 1e-6),
+    (dict(strides=4, groups=4, kernel_size=41, filters=16), 300, 1e-4, 1e-5),
+])
+def test_conv_equals_keras_conv(kwargs, length, rtol, atol):
+    # Ours runs tf.nn.conv1d with dilations + BiasAdd (faster, no SpaceToBatch), and grouped
+    # convs as frame + einsum.
+    kwargs = {"filters": 12, "kernel_size": 3, **kwargs}
     rng = np.random.default_rng(3)
-    ours = Conv1D(12, 3, strides=stride, dilation_rate=dilation, bias_initializer="uniform")
-    ref = keras.layers.Conv1D(12, 3, strides=stride, dilation_rate=dilation)
+    ours = Conv1D(bias_initializer="uniform", **kwargs)
+    ref = keras.layers.Conv1D(**kwargs)
     ours.build((None, None, 8))
     ref.build((None, None, 8))
     ref.set_weights(ours.get_weights())
-    x = rng.normal(size=(2, 100, 8)).astype("float32")
+    x = rng.normal(size=(2, length, 8)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)),
-                               keras.ops.convert_to_numpy(ref(x)), rtol=1e-5, atol=1e-6)
+                               keras.ops.convert_to_numpy(ref(x)), rtol=rtol, atol=atol)
 
 
 def test_reflection_pad_matches_numpy():

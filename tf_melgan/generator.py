@@ -73,8 +73,8 @@ class Generator(keras.Model):
             # r//2 + r%2 with output_padding r%2 keeps frames * r of them from this offset.
             # Sliced from both ends, with no shape arithmetic (which would leave dynamic
             # tensors in a dynamic-length .tflite, slow under XNNPACK).
-            start, stop = r // 2 + r % 2, r // 2 + r % 2 - r
-            x = x[:, start:stop or None]
+            start = r // 2 + r % 2
+            x = x[:, start:start - r or None]
             for block in blocks:
                 x = block(x)
         x = self.conv_post(self.pad_post(ops.leaky_relu(x, 0.2)))

@@ -197,19 +197,28 @@ def _mirror_pad(padding: int):
 
 
 @contextlib.contextmanager
+def _patched_calls(model, layer_type, make_call):
+    """Within the block, every `layer_type` layer of `model` for which `make_call(layer)`
+    returns a function runs that function as its `call`; yields how many were patched."""
+    patched = []
+    for layer in model._flatten_layers(include_self=False):
+        call = make_call(layer) if isinstance(layer, layer_type) else None
+        if call is not None:
+            layer.call = call
+            patched.append(layer)
+    try:
+        yield len(patched)
+    finally:
+        for layer in patched:
+            del layer.call
+
+
 def sliced_reflection_pads(model, mirror_pad: bool = False):
     """Within the block, every ReflectionPad1D of `model` pads with slices (see above), or
     with MIRROR_PAD ops if `mirror_pad`."""
     from tf_melgan.layers import ReflectionPad1D
-    pads = [layer for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, ReflectionPad1D)]
-    for layer in pads:
-        layer.call = (_mirror_pad if mirror_pad else _sliced_reflection_pad)(layer.padding)
-    try:
-        yield len(pads)
-    finally:
-        for layer in pads:
-            del layer.call
+    make = _mirror_pad if mirror_pad else _sliced_reflection_pad
+    return _patched_calls(model, ReflectionPad1D, lambda layer: make(layer.padding))
 
 
 def _polyphase_upsample(layer):
@@ -237,24 +246,11 @@ def _polyphase_upsample(layer):
     return call
 
 
-@contextlib.contextmanager
 def polyphase_upsamplers(model):
     """Within the block, `model`'s Conv1DTranspose layers run `_polyphase_upsample`
     (weight norm folded: plain Conv1DTranspose layers)."""
     import keras
-    layers = [layer for layer in model._flatten_layers(include_self=False)
-              if isinstance(layer, keras.layers.Conv1DTranspose)]
-    patched = []
-    for layer in layers:
-        call = _polyphase_upsample(layer)
-        if call is not None:
-            layer.call = call
-            patched.append(layer)
-    try:
-        yield len(patched)
-    finally:
-        for layer in patched:
-            del layer.call
+    return _patched_calls(model, keras.layers.Conv1DTranspose, _polyphase_upsample)
 
 
 def export_saved_model(generator, path: str, n_mels: int, frames: int | None = None,
