@@ -59,8 +59,9 @@ def pitch(audio, sr, hop):
     return f0, voiced
 
 
-def pitch_scores(ref, out, sr, hop):
-    f0_r, v_r = pitch(ref, sr, hop)
+def pitch_scores(ref_pitch, out, sr, hop):
+    """Voicing agreement and F0 error of `out` against `ref_pitch` = pitch(reference)."""
+    f0_r, v_r = ref_pitch
     f0_o, v_o = pitch(out, sr, hop)
     n = min(len(v_r), len(v_o))
     f0_r, v_r, f0_o, v_o = f0_r[:n], v_r[:n], f0_o[:n], v_o[:n]
@@ -69,12 +70,6 @@ def pitch_scores(ref, out, sr, hop):
     return {"voicing_agreement_pct": float(100.0 * np.mean(v_r == v_o)),
             "f0_error_cents_median": float(np.median(cents)) if cents.size else None,
             "voiced_frames_ref": int(v_r.sum())}
-
-
-def snr_db(ref, out):
-    ref, out = np.asarray(ref, np.float64).ravel(), np.asarray(out, np.float64).ravel()
-    noise = np.sum((ref - out) ** 2)
-    return float(10.0 * np.log10(np.sum(ref ** 2) / max(noise, 1e-30)))
 
 
 def griffin_lim(mel_log10, audio_config):
@@ -88,13 +83,11 @@ def griffin_lim(mel_log10, audio_config):
                               random_state=0)
 
 
-def _int8_converter(model_dir, calib):
+def _int8_converter(saved, calib):
+    """A full-int8 converter of the SavedModel `saved` (tflite.convert.export_saved_model),
+    as --quantize sets it up, for the QuantizationDebugger."""
     import tensorflow as tf
-    from tf_melgan.checkpoint import load_generator
-    from tflite.convert import INPUT_NAME, SIGNATURE, export_saved_model
-    generator, config = load_generator(model_dir, which="best", fold=True)
-    saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "sm")
-    export_saved_model(generator, saved, config.audio.n_mels)
+    from tflite.convert import INPUT_NAME, SIGNATURE
     converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ({INPUT_NAME: m} for m in calib)
@@ -102,14 +95,14 @@ def _int8_converter(model_dir, calib):
     return converter
 
 
-def layer_report(model_dir, calib, top=10):
+def layer_report(saved, calib, top=10):
     """LiteRT QuantizationDebugger on the int8 conversion: worst layers by rmse / scale
     (0.29 = 1/sqrt(12) is a uniform rounding error of one step, the ideal)."""
     import csv
 
     import tensorflow as tf
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=_int8_converter(model_dir, calib),
+        converter=_int8_converter(saved, calib),
         debug_dataset=lambda: ([m] for m in calib[:8]))
     debugger.run()
     path = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "layers.csv")
@@ -124,19 +117,18 @@ def layer_report(model_dir, calib, top=10):
     return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
 
 
-def int8_float_convs(model_dir, calib, path):
+def int8_float_convs(saved, calib, path):
     """The int8 model with every op denylisted (QuantizationDebugger): the convs run in
     float32, what stays int8 is the activations between them (the quantizer keeps those).
     Tells whether the int8 error comes from the weights / conv arithmetic or from 8-bit
     activations."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
-    converter = _int8_converter(model_dir, calib)
-    names = [d["name"] for d in Interpreter(model_content=converter.convert())
+    names = [d["name"] for d in Interpreter(model_content=_int8_converter(saved, calib).convert())
              .get_tensor_details() if "/" in d["name"]]  # every op of the model
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=_int8_converter(model_dir, calib),
+        converter=_int8_converter(saved, calib),
         debug_dataset=lambda: ([m] for m in calib[:2]), debug_options=options)
     with open(path, "wb") as f:
         f.write(debugger.get_nondebug_quantized_model())
@@ -157,9 +149,9 @@ def main(argv=None):
     import tensorflow as tf
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
-    from tflite.convert import (calibration_mels, convert, data_splits,
+    from tf_melgan.litert import Vocoder, snr_db
+    from tflite.convert import (calibration_mels, convert, data_splits, export_saved_model,
                                 resolve_data_path)
-    from tf_melgan.litert import Vocoder
 
     generator, config = load_generator(args.model_dir, which="best", fold=True)
     ac = config.audio
@@ -182,7 +174,9 @@ def main(argv=None):
     if args.layers and "int8" in models:
         calib = calibration_mels(train_files, ac, 32, 256, False,
                                  (config.data.gain_min, config.data.gain_max))
-        path = int8_float_convs(args.model_dir, calib,
+        saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
+        export_saved_model(generator, saved, ac.n_mels)
+        path = int8_float_convs(saved, calib,
                                 os.path.join(work, "vocoder_int8_float_convs.tflite"))
         models["int8_float_convs"] = Vocoder(path, num_threads=2)
 
@@ -196,6 +190,7 @@ def main(argv=None):
         mel = log_mel_numpy(audio, ac)[None].astype(np.float32)
         speech = speech_frames(mel[0])
         loud = mel[0] > mel[0].max() - 3.0  # log10 units: 60 dB
+        ref_pitch = pitch(audio, sr, hop)
         keras_out = np.asarray(generator(tf.constant(mel), training=False))[0]
         outs = {"keras": keras_out}
         for mode, vocoder in models.items():
@@ -212,7 +207,7 @@ def main(argv=None):
                 "log_mel_l1_60db": float(np.mean(np.abs(m - mel[0])[loud])),
                 "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
                 "snr_vs_truth_db": snr_db(audio, out),
-                **pitch_scores(audio, out, sr, hop)})
+                **pitch_scores(ref_pitch, out, sr, hop)})
         print(f"  {os.path.basename(path)}: {frames} frames", flush=True)
 
     summary = {}
@@ -238,7 +233,7 @@ def main(argv=None):
     result = {"model_dir": os.path.abspath(args.model_dir), "data": data, "clips": clips,
               "per_clip": per, "summary": summary}
     if calib is not None:
-        worst, n = layer_report(args.model_dir, calib)
+        worst, n = layer_report(saved, calib)
         result["int8_layers"] = worst
         print(f"\nint8 layers with the largest error (rmse / scale, of {n}):")
         for r in worst:
