@@ -24,7 +24,9 @@ XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 
 `--layers` adds LiteRT's QuantizationDebugger on the int8 model: per-layer RMSE of the
 int8 output against the float output of the same layer, divided by the quantization
-scale, the ten worst layers (which layers lose most).
+scale, the ten worst layers; and int8 models with parts kept in float32 (FLOAT_VARIANTS:
+only the waveform int8; the output tail float; the last stage float), to tell which
+part of the model the int8 error comes from.
 """
 
 from __future__ import annotations
@@ -117,15 +119,33 @@ def layer_report(saved, calib, top=10):
     return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
 
 
-def int8_float_convs(saved, calib, path):
-    """The int8 model with every op denylisted (QuantizationDebugger): the convs run in
-    float32, what stays int8 is the activations between them (the quantizer keeps those).
-    Tells whether the int8 error comes from the weights / conv arithmetic or from 8-bit
-    activations."""
-    import tensorflow as tf
+def _tensor_names(model_bytes):
     from ai_edge_litert.interpreter import Interpreter
-    names = [d["name"] for d in Interpreter(model_content=_int8_converter(saved, calib).convert())
-             .get_tensor_details() if "/" in d["name"]]  # every op of the model
+    return [d["name"] for d in Interpreter(model_content=model_bytes).get_tensor_details()]
+
+
+# Tensors of the generator's output tail: the last conv, the tanh, and the [..., 0] slice
+# that makes the waveform (named after the signature's call, without a '/').
+TAIL_KEYS = ("conv_post", "Tanh", "StatefulPartitionedCall")
+
+# --layers variants: name -> which tensors stay float32 (a predicate on the tensor name).
+FLOAT_VARIANTS = {
+    # Everything float32 except the waveform itself, which stays int8 (8-bit audio): what
+    # 8-bit output costs alone.
+    "int8_output_only": lambda n: "/" in n,
+    # int8 up to the last residual stack; conv_post, tanh and the waveform in float32.
+    "int8_float_tail": lambda n: any(k in n for k in TAIL_KEYS),
+    # ... and the last stage (upsampler + residual stack) in float32 too.
+    "int8_float_last_stage": lambda n: any(k in n for k in TAIL_KEYS + ("up_3", "res_3_")),
+}
+
+
+def int8_with_float(saved, calib, path, keep_float):
+    """The int8 model with the tensors for which `keep_float(name)` is true denylisted
+    (QuantizationDebugger): their ops run in float32, with QUANTIZE / DEQUANTIZE at the
+    borders. Tells which part of the model the int8 error comes from."""
+    import tensorflow as tf
+    names = [n for n in _tensor_names(_int8_converter(saved, calib).convert()) if keep_float(n)]
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=_int8_converter(saved, calib),
@@ -176,9 +196,10 @@ def main(argv=None):
                                  (config.data.gain_min, config.data.gain_max))
         saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
         export_saved_model(generator, saved, ac.n_mels)
-        path = int8_float_convs(saved, calib,
-                                os.path.join(work, "vocoder_int8_float_convs.tflite"))
-        models["int8_float_convs"] = Vocoder(path, num_threads=2)
+        for name, keep_float in FLOAT_VARIANTS.items():
+            path = int8_with_float(saved, calib, os.path.join(work, f"vocoder_{name}.tflite"),
+                                   keep_float)
+            models[name] = Vocoder(path, num_threads=2)
 
     hop, sr = ac.hop_length, ac.sample_rate
     per = {name: [] for name in ["keras"] + [f"tflite_{m}" for m in models] + ["griffin_lim"]}
