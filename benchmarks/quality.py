@@ -11,8 +11,9 @@ XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 
 - log-mel L1 to the ground truth (the official model-selection criterion), over all
   frames, over speech frames only (frames within 40 dB of the clip's loudest) and over
-  the mel bins within 60 dB of the clip's loudest bin (the shipped espeak-ng corpus has
-  digital silence, where any noise floor scores ~1-3 per bin);
+  the mel bins within 60 dB of the clip's loudest bin, and over the pauses (the other
+  frames: the shipped espeak-ng corpus has digital silence there, where any noise floor
+  scores ~1-3 per bin); the output's level in the pauses (dBFS, RMS);
 - SNR against the Keras model's output (how much conversion changes the waveform) and
   against the ground truth (GAN vocoders do not keep the phase: expect ~0 dB, listed
   because it is asked for, not because it ranks vocoders);
@@ -25,8 +26,8 @@ XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 `--layers` adds LiteRT's QuantizationDebugger on the int8 model: per-layer RMSE of the
 int8 output against the float output of the same layer, divided by the quantization
 scale, the ten worst layers; and int8 models with parts kept in float32 (FLOAT_VARIANTS:
-only the waveform int8; the output tail float; the last stage float), to tell which
-part of the model the int8 error comes from.
+only the waveform int8; the output layers float; the last stage float; tflite/convert.py
+--float_layers), to tell which part of the model the int8 error comes from.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def speech_frames(mel_log10: np.ndarray) -> np.ndarray:
     """Frames whose total mel energy is within SPEECH_DB of the clip's loudest frame."""
     energy = 10.0 * np.log10(np.sum(10.0 ** (2.0 * mel_log10), axis=-1) + 1e-20)
     return energy > energy.max() - SPEECH_DB
+
+
+def rms_dbfs(x) -> float:
+    return float(10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
 def pitch(audio, sr, hop):
@@ -119,40 +124,21 @@ def layer_report(saved, calib, top=10):
     return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
 
 
-def _tensor_names(model_bytes):
-    from ai_edge_litert.interpreter import Interpreter
-    return [d["name"] for d in Interpreter(model_content=model_bytes).get_tensor_details()]
-
-
-# Tensors of the generator's output tail: the last conv, the tanh, and the [..., 0] slice
-# that makes the waveform (named after the signature's call, without a '/').
-TAIL_KEYS = ("conv_post", "Tanh", "StatefulPartitionedCall")
-
-# --layers variants: name -> which tensors stay float32 (a predicate on the tensor name).
+# --layers variants: name -> the layers kept in float32 (tflite/convert.py --float_layers).
 FLOAT_VARIANTS = {
-    # Everything float32 except the waveform itself, which stays int8 (8-bit audio): what
-    # 8-bit output costs alone.
-    "int8_output_only": lambda n: "/" in n,
+    # Every op float32 except the waveform itself, which stays int8 ('/' is in the name of
+    # every tensor of the model's scope, the waveform's is named after the call): what
+    # 8-bit output audio costs alone.
+    "int8_output_only": ("/",),
     # int8 up to the last residual stack; conv_post, tanh and the waveform in float32.
-    "int8_float_tail": lambda n: any(k in n for k in TAIL_KEYS),
+    "int8_float_output": ("output",),
     # ... and the last stage (upsampler + residual stack) in float32 too.
-    "int8_float_last_stage": lambda n: any(k in n for k in TAIL_KEYS + ("up_3", "res_3_")),
+    "int8_float_last_stage": ("up_3", "res_3_", "output"),
 }
 
 
-def int8_with_float(saved, calib, path, keep_float):
-    """The int8 model with the tensors for which `keep_float(name)` is true denylisted
-    (QuantizationDebugger): their ops run in float32, with QUANTIZE / DEQUANTIZE at the
-    borders. Tells which part of the model the int8 error comes from."""
-    import tensorflow as tf
-    names = [n for n in _tensor_names(_int8_converter(saved, calib).convert()) if keep_float(n)]
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=_int8_converter(saved, calib),
-        debug_dataset=lambda: ([m] for m in calib[:2]), debug_options=options)
-    with open(path, "wb") as f:
-        f.write(debugger.get_nondebug_quantized_model())
-    return path
+def _fmt(value, spec, unit=""):
+    return "-" if value is None else f"{value:{spec}}{unit}"
 
 
 def main(argv=None):
@@ -170,8 +156,8 @@ def main(argv=None):
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
     from tf_melgan.litert import Vocoder, snr_db
-    from tflite.convert import (calibration_mels, convert, data_splits, export_saved_model,
-                                resolve_data_path)
+    from tflite.convert import (INPUT_NAME, calibration_mels, convert, convert_saved_model,
+                                data_splits, export_saved_model, resolve_data_path)
 
     generator, config = load_generator(args.model_dir, which="best", fold=True)
     ac = config.audio
@@ -196,9 +182,12 @@ def main(argv=None):
                                  (config.data.gain_min, config.data.gain_max))
         saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
         export_saved_model(generator, saved, ac.n_mels)
-        for name, keep_float in FLOAT_VARIANTS.items():
-            path = int8_with_float(saved, calib, os.path.join(work, f"vocoder_{name}.tflite"),
-                                   keep_float)
+        for name, layers in FLOAT_VARIANTS.items():
+            path = os.path.join(work, f"vocoder_{name}.tflite")
+            with open(path, "wb") as f:
+                f.write(convert_saved_model(saved, "int8", lambda: ({INPUT_NAME: m}
+                                                                     for m in calib), False,
+                                            layers))
             models[name] = Vocoder(path, num_threads=2)
 
     hop, sr = ac.hop_length, ac.sample_rate
@@ -226,6 +215,10 @@ def main(argv=None):
                 "log_mel_l1": float(np.mean(np.abs(m - mel[0]))),
                 "log_mel_l1_speech": float(np.mean(np.abs(m[speech] - mel[0][speech]))),
                 "log_mel_l1_60db": float(np.mean(np.abs(m - mel[0])[loud])),
+                "log_mel_l1_pauses": float(np.mean(np.abs(m[~speech] - mel[0][~speech])))
+                if (~speech).any() else None,
+                "pause_rms_dbfs": rms_dbfs(out[:frames * hop].reshape(frames, hop)[~speech])
+                if (~speech).any() else None,
                 "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
                 "snr_vs_truth_db": snr_db(audio, out),
                 **pitch_scores(ref_pitch, out, sr, hop)})
@@ -241,15 +234,18 @@ def main(argv=None):
     float_l1 = summary["keras"]["log_mel_l1"]
     print(f"\n{len(clips)} held-out clips of {data}; log-mel L1 to the ground truth "
           f"(all frames / speech frames), SNR, pitch (pyin):")
-    print("| variant | log-mel L1 | vs float | L1 speech frames | L1 bins within 60 dB | "
-          "SNR vs Keras | SNR vs truth | voicing agree | F0 err (cents) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| variant | log-mel L1 | vs float | L1 speech frames | L1 pauses | "
+          "L1 bins within 60 dB | level in pauses | SNR vs Keras | SNR vs truth | "
+          "voicing agree | F0 err (cents) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         snr_k = "-" if s["snr_vs_keras_db"] is None else f"{s['snr_vs_keras_db']:.1f} dB"
         f0 = "-" if s["f0_error_cents_median"] is None else f"{s['f0_error_cents_median']:.0f}"
         print(f"| {name} | {s['log_mel_l1']:.3f} | "
               f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | "
-              f"{s['log_mel_l1_speech']:.3f} | {s['log_mel_l1_60db']:.3f} | {snr_k} | "
+              f"{s['log_mel_l1_speech']:.3f} | {_fmt(s['log_mel_l1_pauses'], '.3f')} | "
+              f"{s['log_mel_l1_60db']:.3f} | {_fmt(s['pause_rms_dbfs'], '.1f', ' dBFS')} | "
+              f"{snr_k} | "
               f"{s['snr_vs_truth_db']:.1f} dB | {s['voicing_agreement_pct']:.1f}% | {f0} |")
     result = {"model_dir": os.path.abspath(args.model_dir), "data": data, "clips": clips,
               "per_clip": per, "summary": summary}

@@ -4,7 +4,7 @@
     python -m benchmarks.tflite_speed --model_dir runs/demo [--out_dir /tmp/tflite_bench]
 
 Converts the generator (tflite/convert.py) as float32, fp16, int8 and dynamic-range with a
-dynamic frame count, float32, fp16 and int8 with a fixed one too (--frames, default 861 =
+dynamic frame count (and int8 with --float_layers sets in float32), float32, fp16 and int8 with a fixed one too (--frames, default 861 =
 10 s at 22050 Hz / hop 256), and float32 with MIRROR_PAD reflection pads; then times one
 10 s utterance (held-out clips' log-mels, tiled) per model: warm-up, then the median of
 --repeats invokes with --threads threads (the models take turns, one invoke each per round,
@@ -70,6 +70,10 @@ def main(argv=None):
     p.add_argument("--mirror_pad_modes", default="float32",
                    help="modes also converted with --mirror_pad (dynamic and fixed), to "
                         "show what sliced reflection pads gain")
+    p.add_argument("--float_layers", default="",
+                   help="int8 (dynamic) models with these layers in float32 too, "
+                        "';'-separated sets of convert.py --float_layers lists, e.g. "
+                        "'output;up_3,res_3_,output'")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--num_calibration", type=int, default=32)
@@ -99,18 +103,22 @@ def main(argv=None):
     def split(text):
         return [m for m in text.split(",") if m]
 
-    jobs = [(m, None, False) for m in split(args.modes)]
-    jobs += [(m, args.frames, False) for m in split(args.static_modes)]
-    jobs += [(m, f, True) for m in split(args.mirror_pad_modes) for f in (None, args.frames)]
+    jobs = [(m, None, False, ()) for m in split(args.modes)]
+    jobs += [(m, args.frames, False, ()) for m in split(args.static_modes)]
+    jobs += [(m, f, True, ()) for m in split(args.mirror_pad_modes) for f in (None, args.frames)]
+    jobs += [("int8", None, False, tuple(split(layers)))
+             for layers in args.float_layers.split(";") if layers]
     models = {}
-    for mode, frames, mirror in jobs:
+    for mode, frames, mirror, float_layers in jobs:
         shape = f"static{frames}" if frames else "dynamic"
-        name = f"{mode}_{'mirrorpad_' if mirror else ''}{shape}"
+        floats = f"float_{'+'.join(float_layers)}_" if float_layers else ""
+        name = f"{mode}_{floats}{'mirrorpad_' if mirror else ''}{shape}"
         path = os.path.join(args.out_dir, name + ".tflite")
         sm = os.path.join(args.out_dir, f"saved_model_{'mirrorpad_' if mirror else ''}{shape}")
         if not (args.reuse and os.path.isfile(path)):
             conv.convert(args.model_dir, path, mode, frames=frames, saved_model=sm,
-                         mirror_pad=mirror, num_calibration=args.num_calibration)
+                         mirror_pad=mirror, num_calibration=args.num_calibration,
+                         float_layers=float_layers)
         models[name] = (mode, frames, path)
 
     load = os.getloadavg()

@@ -229,6 +229,46 @@ def test_int8_is_full_integer_and_tracks_keras(int8_model, float32_model, keras_
     assert os.path.getsize(int8_model) < 0.4 * os.path.getsize(float32_model)
 
 
+def _on_int8_output_grid(audio):
+    """Share of samples on the int8 output grid (tanh output: scale 1/128, zero point 0)."""
+    return float(np.mean(np.abs(audio * 128 - np.round(audio * 128)) < 1e-4))
+
+
+def test_int8_with_float_output_layers(model_dir, out_dir, saved_model, int8_model,
+                                       keras_model, real_mel):
+    output = str(out_dir / "vocoder_int8_float_out.tflite")
+    sidecar = conv.convert(model_dir, output, "int8", saved_model=saved_model,
+                           float_layers=["output"], **FAST)
+    assert_builtin_only(output)
+    assert sidecar["float_layers"] == ["output"]
+    # conv_post (the one conv of the 'output' layers) in float32, every other conv int8.
+    kernels = sidecar["kernels"]
+    assert kernels["CONV_2D float32 x float32"] == 1
+    assert kernels["CONV_2D int8 x int8"] == read_sidecar(int8_model)["kernels"][
+        "CONV_2D int8 x int8"] - 1
+    ref = keras_model[0](tf.constant(real_mel)).numpy()
+    out = Vocoder(output)(real_mel)
+    plain = Vocoder(int8_model)(real_mel)
+    # The plain int8 model's waveform is 8-bit audio; this one's is not.
+    assert _on_int8_output_grid(plain) == 1.0
+    assert _on_int8_output_grid(out) < 0.2
+    assert snr_db(ref, out) > INT8_MIN_SNR_DB
+
+
+def test_float_layers_must_match_and_need_int8(model_dir, tmp_path, saved_model, int8_model):
+    output = str(tmp_path / "v.tflite")
+    with pytest.raises(conv.ConversionError, match="'res_9_' matches no tensor"):
+        conv.convert(model_dir, output, "int8", saved_model=saved_model,
+                     float_layers=["res_9_"], **FAST)
+    with pytest.raises(ValueError, match="float_layers needs mode 'int8'"):
+        conv.convert(model_dir, output, "fp16", float_layers=["output"], **FAST)
+    assert not os.path.exists(output)
+    names = ["m/up_1_1/conv", "m/res_1_0_1/add", "m/conv_post_1/BiasAdd", "m/Tanh",
+             "StatefulPartitionedCall:01"]
+    assert conv.float_tensor_names(names, ["output"]) == names[2:]
+    assert conv.float_tensor_names(names, ["up_1", "output"]) == [names[0]] + names[2:]
+
+
 def test_fixed_frames_with_mirror_pad(model_dir, out_dir, keras_model, real_mel):
     output = str(out_dir / "vocoder_fixed.tflite")
     sidecar = conv.convert(model_dir, output, "float32", frames=40, mirror_pad=True, **FAST)

@@ -9,7 +9,8 @@ writes it with a sidecar and a golden pair. Run from the repo root:
 Modes: float32 (default); --quantize: full-integer int8 (int8 weights and activations,
 builtin int8 kernels, float32 input/output tensors unless --int8_io), calibrated on real
 log-mels of the model's training split (config data.path, or --data) or of
---calibration_audio; --fp16: float16 weights, float32 compute; --dynamic_range: int8 weights
+--calibration_audio (--float_layers keeps named layers in float32); --fp16: float16
+weights, float32 compute; --dynamic_range: int8 weights
 with float activations (hybrid kernels; much slower under XNNPACK, so only on request).
 
 Path: the generator with weight norm folded, its reflection pads written as slices +
@@ -271,22 +272,71 @@ def export_saved_model(generator, path: str, n_mels: int, frames: int | None = N
         archive.write_out(path, verbose=False)
 
 
+# --float_layers keywords: 'output' = the last conv, the tanh and the waveform tensor (the
+# signature's output, named after the call, without the model's scope).
+FLOAT_LAYER_KEYWORDS = {"output": ("conv_post", "Tanh", "StatefulPartitionedCall")}
+
+
+def float_tensor_names(tensor_names, patterns) -> list[str]:
+    """The tensors of an int8 model to keep in float32: those whose name contains one of
+    `patterns` (layer names such as 'up_3', 'res_3_', 'conv_pre', or a keyword of
+    FLOAT_LAYER_KEYWORDS). Raises ConversionError for a pattern that matches nothing."""
+    chosen = []
+    for pattern in patterns:
+        keys = FLOAT_LAYER_KEYWORDS.get(pattern, (pattern,))
+        found = [n for n in tensor_names if any(k in n for k in keys)]
+        if not found:
+            raise ConversionError(
+                f"--float_layers '{pattern}' matches no tensor of the model (layer names: "
+                f"conv_pre, up_I, res_I_J, conv_post; keywords: {sorted(FLOAT_LAYER_KEYWORDS)})")
+        chosen += [n for n in found if n not in chosen]
+    return chosen
+
+
 def convert_saved_model(saved_model: str, mode: str, representative=None,
-                        int8_io: bool = False) -> bytes:
+                        int8_io: bool = False, float_layers=()) -> bytes:
+    """The .tflite bytes of `saved_model` in `mode`. With `float_layers` (int8 only), the
+    ops whose tensors match them (float_tensor_names) stay float32: LiteRT's
+    QuantizationDebugger denylists them, QUANTIZE / DEQUANTIZE ops join the two parts."""
     import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model,
-                                                         signature_keys=[SIGNATURE])
-    if mode != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "int8":
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    return converter.convert()
+
+    def converter():
+        c = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
+        if mode != "float32":
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "fp16":
+            c.target_spec.supported_types = [tf.float16]
+        elif mode == "int8":
+            c.representative_dataset = representative
+            c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                c.inference_input_type = tf.int8
+                c.inference_output_type = tf.int8
+        return c
+
+    model = converter().convert()
+    if not float_layers:
+        return model
+    if mode != "int8":
+        raise ValueError("float_layers needs mode 'int8'")
+    from ai_edge_litert.interpreter import Interpreter
+    names = float_tensor_names(
+        [d["name"] for d in Interpreter(model_content=model).get_tensor_details()],
+        float_layers)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter(), debug_dataset=lambda: ([m] for m in _first(representative, 2)),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names))
+    return debugger.get_nondebug_quantized_model()
+
+
+def _first(representative, n):
+    """The first n input arrays of a representative dataset (dicts of one input)."""
+    out = []
+    for item in representative():
+        out.append(next(iter(item.values())) if isinstance(item, dict) else item[0])
+        if len(out) == n:
+            break
+    return out
 
 
 def probe_min_frames(model_path: str, hop: int, n_mels: int, limit: int = 64):
@@ -330,13 +380,16 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             calibration_frames: int = 256, num_validation: int = 4,
             validation_frames: int = 512, which: str = "best", int8_io: bool = False,
             mirror_pad: bool = False, min_snr_db: float | None = None, num_threads: int = 2,
-            seed: int = 0) -> dict:
+            float_layers=(), seed: int = 0) -> dict:
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
     sidecar dict. Raises ConversionError (nothing written) when a check fails."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if int8_io and mode != "int8":
         raise ValueError("int8_io needs mode 'int8'")
+    float_layers = tuple(float_layers or ())
+    if float_layers and (mode != "int8" or int8_io):
+        raise ValueError("float_layers needs mode 'int8' (with float32 input / output)")
     if frames is not None and frames < 1:
         raise ValueError("frames must be positive")
     import tensorflow as tf
@@ -387,7 +440,10 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         try:
             with warnings.catch_warnings():  # calibration runs TF's deprecated tf.lite.Interpreter
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                model_bytes = convert_saved_model(saved_model, mode, representative, int8_io)
+                model_bytes = convert_saved_model(saved_model, mode, representative, int8_io,
+                                                  float_layers)
+        except ConversionError:
+            raise
         except Exception as e:  # the converter's errors are long: keep the first lines
             first = "; ".join(str(e).strip().splitlines()[:3])
             raise ConversionError(f"TFLiteConverter failed: {first}") from e
@@ -400,7 +456,10 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
                                   + "; ".join(problems))
         kernels = compute_kernels(ops)
         if mode == "int8":
-            not_int8 = {k: v for k, v in kernels.items() if not k.endswith("int8 x int8")}
+            # float32 x float32 kernels only where --float_layers asked for them; never
+            # hybrid (float32 x int8) ones.
+            allowed = ("int8 x int8", "float32 x float32") if float_layers else ("int8 x int8",)
+            not_int8 = {k: v for k, v in kernels.items() if not k.endswith(allowed)}
             if not_int8:
                 raise ConversionError(f"int8 model has non-int8 kernels {not_int8}")
 
@@ -474,6 +533,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             "file": "tflite",
             "model_dir": os.path.abspath(model_dir), "which": which,
             "quantization": mode,
+            "float_layers": list(float_layers),
             "hop_length": hop, "n_mels": n_mels,
             "input": {"name": INPUT_NAME, "tensor": vocoder.input["name"],
                       "dtype": np.dtype(vocoder.input["dtype"]).name,
@@ -553,6 +613,11 @@ def main(argv=None):
                    help="int8 weights, float activations (slow hybrid kernels; not advised)")
     p.add_argument("--int8_io", action="store_true",
                    help="with --quantize: int8 input/output tensors too (default float32)")
+    p.add_argument("--float_layers", default="",
+                   help="with --quantize: comma list of layers kept in float32, e.g. "
+                        "'up_3,res_3_,output' (layer names conv_pre, up_I, res_I_J, "
+                        "conv_post; 'output' = conv_post, tanh and the waveform). Slower; "
+                        "see docs/BENCHMARKS.md (Quality) for what it buys")
     p.add_argument("--frames", type=int, default=None,
                    help="fixed frame count (default: dynamic, batch 1)")
     p.add_argument("--saved_model", default=None,
@@ -589,8 +654,8 @@ def main(argv=None):
                 calibration_frames=args.calibration_frames,
                 num_validation=args.num_validation, validation_frames=args.validation_frames,
                 which=args.which, int8_io=args.int8_io, mirror_pad=args.mirror_pad,
-                min_snr_db=args.min_snr_db,
-                num_threads=args.num_threads)
+                min_snr_db=args.min_snr_db, num_threads=args.num_threads,
+                float_layers=[x for x in args.float_layers.split(",") if x])
     except (ConversionError, ModelCheckError, ValueError) as e:
         print(f"convert.py: refused, nothing written: {e}", file=sys.stderr)
         return 1
