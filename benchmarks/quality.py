@@ -108,9 +108,11 @@ def layer_report(saved, calib, top=10):
     import csv
 
     import tensorflow as tf
+    # The debugger's interpreters do not resize their input: one length for all.
+    frames = min(m.shape[1] for m in calib[:8])
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=_int8_converter(saved, calib),
-        debug_dataset=lambda: ([m] for m in calib[:8]))
+        debug_dataset=lambda: ([m[:, :frames]] for m in calib[:8]))
     debugger.run()
     path = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "layers.csv")
     with open(path, "w") as f:
