@@ -90,28 +90,18 @@ def griffin_lim(mel_log10, audio_config):
                               random_state=0)
 
 
-def _int8_converter(saved, calib):
-    """A full-int8 converter of the SavedModel `saved` (tflite.convert.export_saved_model),
-    as --quantize sets it up, for the QuantizationDebugger."""
-    import tensorflow as tf
-    from tflite.convert import INPUT_NAME, SIGNATURE
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ({INPUT_NAME: m} for m in calib)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter
-
-
 def layer_report(saved, calib, top=10):
-    """LiteRT QuantizationDebugger on the int8 conversion: worst layers by rmse / scale
-    (0.29 = 1/sqrt(12) is a uniform rounding error of one step, the ideal)."""
+    """LiteRT QuantizationDebugger on the int8 conversion (as --quantize sets it up) of the
+    SavedModel `saved`: worst layers by rmse / scale (0.29 = 1/sqrt(12) is a uniform
+    rounding error of one step, the ideal)."""
     import csv
 
     import tensorflow as tf
+    from tflite.convert import INPUT_NAME, make_converter
     # The debugger's interpreters do not resize their input: one length for all.
     frames = min(m.shape[1] for m in calib[:8])
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=_int8_converter(saved, calib),
+        converter=make_converter(saved, "int8", lambda: ({INPUT_NAME: m} for m in calib)),
         debug_dataset=lambda: ([m[:, :frames]] for m in calib[:8]))
     debugger.run()
     path = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "layers.csv")
@@ -184,12 +174,12 @@ def main(argv=None):
                                  (config.data.gain_min, config.data.gain_max))
         saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
         export_saved_model(generator, saved, ac.n_mels)
+        representative = lambda: ({INPUT_NAME: m} for m in calib)  # noqa: E731
         for name, layers in FLOAT_VARIANTS.items():
             path = os.path.join(work, f"vocoder_{name}.tflite")
             with open(path, "wb") as f:
-                f.write(convert_saved_model(saved, "int8", lambda: ({INPUT_NAME: m}
-                                                                     for m in calib), False,
-                                            layers))
+                f.write(convert_saved_model(saved, "int8", representative,
+                                            float_layers=layers))
             models[name] = Vocoder(path, num_threads=2)
 
     hop, sr = ac.hop_length, ac.sample_rate
@@ -201,6 +191,7 @@ def main(argv=None):
         audio = audio[:frames * hop]
         mel = log_mel_numpy(audio, ac)[None].astype(np.float32)
         speech = speech_frames(mel[0])
+        pauses = ~speech if not speech.all() else None
         loud = mel[0] > mel[0].max() - 3.0  # log10 units: 60 dB
         ref_pitch = pitch(audio, sr, hop)
         keras_out = np.asarray(generator(tf.constant(mel), training=False))[0]
@@ -217,10 +208,10 @@ def main(argv=None):
                 "log_mel_l1": float(np.mean(np.abs(m - mel[0]))),
                 "log_mel_l1_speech": float(np.mean(np.abs(m[speech] - mel[0][speech]))),
                 "log_mel_l1_60db": float(np.mean(np.abs(m - mel[0])[loud])),
-                "log_mel_l1_pauses": float(np.mean(np.abs(m[~speech] - mel[0][~speech])))
-                if (~speech).any() else None,
-                "pause_rms_dbfs": rms_dbfs(out[:frames * hop].reshape(frames, hop)[~speech])
-                if (~speech).any() else None,
+                "log_mel_l1_pauses": None if pauses is None else
+                float(np.mean(np.abs(m[pauses] - mel[0][pauses]))),
+                "pause_rms_dbfs": None if pauses is None else
+                rms_dbfs(out[:frames * hop].reshape(frames, hop)[pauses]),
                 "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
                 "snr_vs_truth_db": snr_db(audio, out),
                 **pitch_scores(ref_pitch, out, sr, hop)})
@@ -241,8 +232,8 @@ def main(argv=None):
           "voicing agree | F0 err (cents) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
-        snr_k = "-" if s["snr_vs_keras_db"] is None else f"{s['snr_vs_keras_db']:.1f} dB"
-        f0 = "-" if s["f0_error_cents_median"] is None else f"{s['f0_error_cents_median']:.0f}"
+        snr_k = _fmt(s["snr_vs_keras_db"], ".1f", " dB")
+        f0 = _fmt(s["f0_error_cents_median"], ".0f")
         print(f"| {name} | {s['log_mel_l1']:.3f} | "
               f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | "
               f"{s['log_mel_l1_speech']:.3f} | {_fmt(s['log_mel_l1_pauses'], '.3f')} | "

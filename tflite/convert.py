@@ -293,50 +293,47 @@ def float_tensor_names(tensor_names, patterns) -> list[str]:
     return chosen
 
 
+def make_converter(saved_model: str, mode: str, representative=None, int8_io: bool = False):
+    """A TFLiteConverter for `saved_model` set up for `mode` (what every conversion here
+    and the QuantizationDebugger runs). `representative`: for int8, a callable yielding
+    {INPUT_NAME: mel} calibration inputs."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model,
+                                                         signature_keys=[SIGNATURE])
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter
+
+
 def convert_saved_model(saved_model: str, mode: str, representative=None,
                         int8_io: bool = False, float_layers=()) -> bytes:
     """The .tflite bytes of `saved_model` in `mode`. With `float_layers` (int8 only), the
     ops whose tensors match them (float_tensor_names) stay float32: LiteRT's
     QuantizationDebugger denylists them, QUANTIZE / DEQUANTIZE ops join the two parts."""
-    import tensorflow as tf
-
-    def converter():
-        c = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
-        if mode != "float32":
-            c.optimizations = [tf.lite.Optimize.DEFAULT]
-        if mode == "fp16":
-            c.target_spec.supported_types = [tf.float16]
-        elif mode == "int8":
-            c.representative_dataset = representative
-            c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if int8_io:
-                c.inference_input_type = tf.int8
-                c.inference_output_type = tf.int8
-        return c
-
-    model = converter().convert()
+    if float_layers and mode != "int8":
+        raise ValueError("float_layers needs mode 'int8'")
+    model = make_converter(saved_model, mode, representative, int8_io).convert()
     if not float_layers:
         return model
-    if mode != "int8":
-        raise ValueError("float_layers needs mode 'int8'")
+    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
     names = float_tensor_names(
         [d["name"] for d in Interpreter(model_content=model).get_tensor_details()],
         float_layers)
+    first = [item[INPUT_NAME] for _, item in zip(range(2), representative())]
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter(), debug_dataset=lambda: ([m] for m in _first(representative, 2)),
+        converter=make_converter(saved_model, mode, representative, int8_io),
+        debug_dataset=lambda: ([m] for m in first),
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names))
     return debugger.get_nondebug_quantized_model()
-
-
-def _first(representative, n):
-    """The first n input arrays of a representative dataset (dicts of one input)."""
-    out = []
-    for item in representative():
-        out.append(next(iter(item.values())) if isinstance(item, dict) else item[0])
-        if len(out) == n:
-            break
-    return out
 
 
 def probe_min_frames(model_path: str, hop: int, n_mels: int, limit: int = 64):
