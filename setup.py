@@ -10,6 +10,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["tf_melgan", "tf_melgan.*"]),
+    package_data={"tf_melgan": ["csrc/*.cc"]},  # built on first use (tf_melgan/native.py)
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3",

@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tf_melgan import native
+
 
 def grouped_conv1d(x, kernel, stride, groups):
     """'valid' grouped conv as frame + einsum: [B, T, C_in] * [k, C_in/groups, C_out].
@@ -29,8 +31,12 @@ class Conv1D(keras.layers.Conv1D):
     - A dilated conv is one Conv2D with dilations (oneDNN and XNNPACK run it directly);
       Keras' path, tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace.
     - The bias is a BiasAdd, which grappler fuses into the conv with a following LeakyRelu.
-    - The grouped case runs `grouped_conv1d`.
+    - The grouped case runs `grouped_conv1d`, or the native op (tf_melgan.native) when
+      `native` is set (MelGAN.compile sets it on the discriminator unless jit-compiling:
+      the op has no XLA kernel) and the op supports the shapes.
     """
+
+    native = False  # runtime choice, not part of the config
 
     def convolution_op(self, inputs, kernel):
         if self.padding != "valid":
@@ -40,6 +46,9 @@ class Conv1D(keras.layers.Conv1D):
                                 dilations=self.dilation_rate[0])
         if self.dilation_rate != (1,):
             raise ValueError("grouped Conv1D supports dilation 1 only")
+        if self.native and native.supports(inputs.shape[-1], self.filters, self.groups,
+                                           inputs.dtype) and native.load() is not None:
+            return native.grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
         return grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
 
     def call(self, inputs):

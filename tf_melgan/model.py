@@ -52,6 +52,8 @@ class MelGAN(keras.Model):
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(**kwargs)
+        # The discriminator's grouped convs: the native op, unless the step is XLA-compiled.
+        self.discriminator.use_native_convs(not self.jit_compile)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         # Build the slots now, not inside the first traced (maybe distributed) step.
         g_optimizer.build(self.generator.trainable_variables)

@@ -1,0 +1,122 @@
+"""The native grouped conv (tf_melgan.native): built here, equal to the pure-TF formulation
+in the forward pass and both gradients, and a training step that does not change with it."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_melgan import native
+from tf_melgan.discriminator import MultiScaleDiscriminator
+from tf_melgan.layers import grouped_conv1d
+from tf_melgan.model import MelGAN
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = native.load()
+    assert lib is not None, "the native op did not build (is g++ installed?)"
+    return lib
+
+
+# (batch, frames, C_in, C_out, kernel, stride, groups): the paper's D layers (4 in per group,
+# 16 or 4 out), other strides and kernels, lengths that leave a remainder, a single output
+# frame, and no output frame at all.
+SHAPES = [
+    (2, 203, 16, 64, 41, 4, 4),
+    (3, 100, 64, 64, 41, 4, 16),
+    (2, 77, 32, 32, 5, 2, 8),
+    (1, 50, 16, 64, 7, 3, 4),
+    (2, 64, 32, 128, 3, 1, 8),
+    (2, 41, 16, 64, 41, 4, 4),
+    (2, 30, 16, 16, 41, 4, 4),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_native_equals_tf_formulation(lib, shape):
+    b, t, cin, cout, k, s, g = shape
+    assert native.supports(cin, cout, g)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((b, t, cin)), tf.float32)
+    w = tf.constant(rng.standard_normal((k, cin // g, cout)), tf.float32)
+
+    def run(conv):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = conv(x, w, s, g)
+            loss = tf.reduce_sum(y * y)  # dy = 2y: a different value at every position
+        return [y, *tape.gradient(loss, [x, w])]
+
+    ref, ours = run(grouped_conv1d), run(native.grouped_conv1d)
+    for name, a, o in zip(["output", "input gradient", "filter gradient"], ref, ours):
+        assert a.shape == o.shape, name
+        np.testing.assert_allclose(o.numpy(), a.numpy(), rtol=1e-5,
+                                   atol=1e-5 * max(1.0, float(tf.reduce_max(tf.abs(a)))),
+                                   err_msg=name)
+
+
+def test_supports_and_errors(lib):
+    assert native.supports(1024, 1024, 256) and native.supports(16, 64, 4)
+    assert not native.supports(16, 32, 4)  # 8 out per group
+    assert not native.supports(4, 16, 1)   # channels not multiples of 16
+    assert not native.supports(16, 64, 4, "bfloat16")
+    x, w = tf.zeros([1, 50, 16]), tf.zeros([5, 4, 32])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unsupported grouping"):
+        lib.melgan_grouped_conv1d(x, w, stride=1, groups=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="in channels per group"):
+        lib.melgan_grouped_conv1d(x, tf.zeros([5, 8, 64]), stride=1, groups=4)
+
+
+def test_build_without_compiler_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        native.build(str(tmp_path), compiler="no-such-c++-compiler")
+
+
+def discriminator(native_convs):
+    keras.utils.set_random_seed(1)
+    d = MultiScaleDiscriminator(num_scales=2, ndf=16, n_layers=3, max_channels=64)
+    d.build()
+    d.use_native_convs(native_convs)
+    return d
+
+
+def test_discriminator_uses_native_op_and_matches(lib):
+    audio = tf.constant(np.random.default_rng(2).uniform(-0.5, 0.5, (2, 4096)), tf.float32)
+    outputs, grads = [], []
+    for flag in (False, True):
+        d = discriminator(flag)
+        fn = tf.function(lambda a, d=d: d(a))
+        ops = {op.type for op in fn.get_concrete_function(audio).graph.get_operations()}
+        assert ("MelganGroupedConv1D" in ops) == flag
+        with tf.GradientTape() as tape:
+            out = d(audio)
+            loss = sum(tf.reduce_mean(f * f) for scale in out for f in scale)
+        outputs.append([f.numpy() for scale in out for f in scale])
+        grads.append([g.numpy() for g in tape.gradient(loss, d.trainable_variables)])
+    for a, b in zip(outputs[0] + grads[0], outputs[1] + grads[1]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_same_with_native_op_and_under_xla(lib, tiny_config):
+    # One step with SGD (Adam's first step is ~lr * sign(g): summation-order noise in
+    # near-zero gradients would flip it), native op vs XLA (which must not use it).
+    config = tiny_config("discriminator.ndf=16", "discriminator.max_channels=64",
+                         "discriminator.n_layers=3")
+    rng = np.random.default_rng(4)
+    mel = tf.constant(rng.normal(-5, 1, (2, 8, config.audio.n_mels)), tf.float32)
+    audio = tf.constant(rng.uniform(-0.5, 0.5, (2, 8 * config.audio.hop_length)), tf.float32)
+    deltas = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        gan = MelGAN.from_config_dataclass(config)
+        gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01), jit_compile=jit)
+        step = tf.function(gan.train_step, jit_compile=jit)
+        ops = {op.type for op in step.get_concrete_function((mel, audio)).graph.get_operations()}
+        assert ("MelganGroupedConv1D" in ops) == (not jit)
+        variables = gan.generator.weights + gan.discriminator.weights
+        start = [v.numpy() for v in variables]
+        step((mel, audio))
+        deltas.append([v.numpy() - s for v, s in zip(variables, start)])
+    for a, b in zip(*deltas):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * np.abs(a).max() + 1e-12)
