@@ -4,8 +4,11 @@
     python -m benchmarks.train_step [--batch 16] [--threads 2] [--repeats 5] [--out F.json]
 
 Variants (same process, same weights, same real batch, taking turns round by round, median
-of --repeats after --warmup): tf_melgan's MelGAN.train_step under tf.function; the same
-under tf.function(jit_compile=True) (what compile(jit_compile=True) makes Keras use); and a
+of --repeats after --warmup): tf_melgan's MelGAN.train_step under tf.function, the
+discriminator's grouped convs in the native op (tf_melgan.native; what training runs with
+training.jit_compile false); `tf_function_einsum`, the same with them as frame + einsum
+(not in the default list); under tf.function(jit_compile=True) (what
+training.jit_compile true makes Keras use; the einsum formulation); and a
 PyTorch step written here with tests/torch_melgan.py's Generator/Discriminator (weight norm
 kept, as in training), the same losses and the same order: G forward once; D update on real
 + detached fake (hinge); G loss = hinge adversarial + 10 * feature matching with the updated
