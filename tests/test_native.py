@@ -120,3 +120,16 @@ def test_train_step_same_with_native_op_and_under_xla(lib, tiny_config):
         deltas.append([v.numpy() - s for v, s in zip(variables, start)])
     for a, b in zip(*deltas):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * np.abs(a).max() + 1e-12)
+
+
+def test_disabled_native_op_falls_back(lib, monkeypatch):
+    monkeypatch.setenv("TF_MELGAN_NATIVE", "0")
+    native.load.cache_clear()
+    try:
+        assert native.load() is None
+        d = discriminator(True)  # asks for the op, gets frame + einsum
+        fn = tf.function(lambda a: d(a))
+        graph = fn.get_concrete_function(tf.TensorSpec([1, 4096])).graph
+        assert "MelganGroupedConv1D" not in {op.type for op in graph.get_operations()}
+    finally:
+        native.load.cache_clear()

@@ -118,6 +118,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
                                 validation_audio, validation_dataset)
     from tf_melgan.checkpoint import restore_weights
     from tf_melgan.model import MelGAN, make_optimizer
+    from tf_melgan import native
 
     strategy = strategy or tf.distribute.get_strategy()
     t = config.training
@@ -158,6 +159,9 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
                                          discriminator=gan.discriminator,
                                          g_optimizer=gan.g_optimizer,
                                          d_optimizer=gan.d_optimizer)
+    log.info("discriminator grouped convs: %s", "frame + einsum (XLA)" if t.jit_compile else
+             "native op (where the shapes allow)" if native.load() is not None
+             else "frame + einsum (no native op)")
     # Non-chief workers must take part in saving but write to a scratch directory.
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     if not chief:
