@@ -1,6 +1,8 @@
 """The native grouped conv (tf_melgan.native): built here, equal to the pure-TF formulation
 in the forward pass and both gradients, and a training step that does not change with it."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -68,9 +70,12 @@ def test_supports_and_errors(lib):
         lib.melgan_grouped_conv1d(x, tf.zeros([5, 8, 64]), stride=1, groups=4)
 
 
-def test_build_without_compiler_is_a_clear_error(tmp_path):
+def test_build_errors_are_clear_and_leave_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         native.build(str(tmp_path), compiler="no-such-c++-compiler")
+    with pytest.raises(RuntimeError, match="building the native grouped conv failed"):
+        native.build(str(tmp_path), compiler="false")  # on PATH, exits 1
+    assert os.listdir(tmp_path) == []  # no half-built library left to load
 
 
 def discriminator(native_convs):

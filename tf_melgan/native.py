@@ -35,6 +35,23 @@ def _cpu_flags():
         return platform.processor()
 
 
+def _cache_dir():
+    """$TF_MELGAN_CACHE, else ~/.cache/tf_melgan, else (read-only home) a per-user temp dir."""
+    if os.environ.get("TF_MELGAN_CACHE"):
+        candidates = [os.environ["TF_MELGAN_CACHE"]]
+    else:
+        candidates = [os.path.join(os.path.expanduser("~"), ".cache", "tf_melgan"),
+                      os.path.join(tempfile.gettempdir(), f"tf_melgan-{os.getuid()}")]
+    for d in candidates:
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d
+    raise RuntimeError(f"no writable cache directory for the native op ({candidates})")
+
+
 def build(output_dir=None, compiler=None):
     """Compiles the op library (if not cached) and returns the path of the .so.
 
@@ -48,8 +65,7 @@ def build(output_dir=None, compiler=None):
         source = f.read()
     key = hashlib.sha256(b"\0".join([source, tf.__version__.encode(), " ".join(flags).encode(),
                                      _cpu_flags().encode(), compiler.encode()])).hexdigest()[:16]
-    output_dir = output_dir or os.environ.get("TF_MELGAN_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "tf_melgan")
+    output_dir = output_dir or _cache_dir()
     path = os.path.join(output_dir, f"grouped_conv1d-{key}.so")
     if os.path.exists(path):
         return path
