@@ -63,6 +63,7 @@ def test_supports_and_errors(lib):
     assert not native.supports(16, 32, 4)  # 8 out per group
     assert not native.supports(4, 16, 1)   # channels not multiples of 16
     assert not native.supports(16, 64, 4, "bfloat16")
+    assert not native.supports(None, 64, 4)  # channels unknown when traced
     x, w = tf.zeros([1, 50, 16]), tf.zeros([5, 4, 32])
     with pytest.raises(tf.errors.InvalidArgumentError, match="unsupported grouping"):
         lib.melgan_grouped_conv1d(x, w, stride=1, groups=4)

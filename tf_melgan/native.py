@@ -99,7 +99,8 @@ def load():
 def supports(in_channels, out_channels, groups, dtype="float32"):
     """Whether the op handles this grouping: float32, channels multiples of 16, and either
     a multiple of 16 outputs per group or as many outputs as inputs per group (dividing 16)."""
-    if tf.as_dtype(dtype) != tf.float32 or in_channels % groups or out_channels % groups:
+    if (in_channels is None or tf.as_dtype(dtype) != tf.float32 or in_channels % groups
+            or out_channels % groups):
         return False
     cig, cog = in_channels // groups, out_channels // groups
     return (in_channels % 16 == 0 and out_channels % 16 == 0 and 16 % cig == 0
