@@ -2,6 +2,7 @@
 """Time per training step of the paper config (batch 16 x 8192 samples) against PyTorch:
 
     python -m benchmarks.train_step [--batch 16] [--threads 2] [--repeats 5] [--out F.json]
+    python -m benchmarks.train_step --config configs/demo.yaml --variants tf_function,tf_function_xla
 
 Variants (same process, same weights, same real batch, taking turns round by round, median
 of --repeats after --warmup): tf_melgan's MelGAN.train_step under tf.function, the
@@ -76,6 +77,7 @@ def torch_step_fn(work_dir, mel, audio, config):
 
 def child(args):
     n = args.threads
+    import keras
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(n)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -90,9 +92,13 @@ def child(args):
     from tf_melgan.model import MelGAN, make_optimizer
 
     model_dir = os.path.join(args.work_dir, "model")
-    config = load_config(os.path.join(model_dir, "config.yaml"),
-                         [f"training.batch_size={args.batch}"])
+    if not args.batch and not args.config:
+        args.batch = 16  # the paper's
+    batch = [f"training.batch_size={args.batch}"] if args.batch else []
+    config = load_config(args.config or os.path.join(model_dir, "config.yaml"), batch)
+    args.batch = config.training.batch_size
     res = {"threads": n, "batch": args.batch, "segment": config.training.segment_length,
+           "config": args.config or "paper (random weights shared with PyTorch)",
            "load_start": loadavg()}
     log = lambda m: print(m, flush=True)  # noqa: E731
 
@@ -113,10 +119,12 @@ def child(args):
     del ds
 
     # --- TF: MelGAN.train_step, plain tf.function and XLA
+    keras.utils.set_random_seed(config.training.seed)
     gan = MelGAN.from_config_dataclass(config)
     gan.compile(make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer))
-    restore_weights(tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")),
-                    generator=gan.generator, discriminator=gan.discriminator)
+    if not args.config:  # else the config's own (seeded) random init
+        restore_weights(tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")),
+                        generator=gan.generator, discriminator=gan.discriminator)
     data = (tf.constant(mel), tf.constant(audio))
     fns, first = {}, {}
     steps = {"tf_function": tf.function(gan.train_step),
@@ -157,8 +165,8 @@ def child(args):
 
 
 def print_table(r):
-    print(f"\ntraining step, batch {r['batch']} x {r['segment']}, {r['threads']} thread(s); "
-          f"load {r['load_rounds'][0][0]} -> {r['load_rounds'][1][0]}")
+    print(f"\ntraining step ({r.get('config', 'paper')}), batch {r['batch']} x {r['segment']}, "
+          f"{r['threads']} thread(s); load {r['load_rounds'][0][0]} -> {r['load_rounds'][1][0]}")
     print(f"  {'variant':18s} {'median':>8s} {'min':>8s} {'steps/s':>8s} {'/ torch':>8s} "
           f"{'first':>7s}")
     for x in r["rows"]:
@@ -172,7 +180,11 @@ def print_table(r):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=None,
+                   help="default: 16 (paper), or the --config's training.batch_size")
+    p.add_argument("--config", default=None,
+                   help="time this YAML config (e.g. configs/demo.yaml) instead of the paper "
+                        "model; TF variants only")
     p.add_argument("--threads", default="2", help="comma list, e.g. 1,2")
     p.add_argument("--variants", default="tf_function,tf_function_xla,pytorch",
                    help="of tf_function (native grouped convs), tf_function_einsum, "
@@ -185,9 +197,14 @@ def main(argv=None):
         args.threads = int(args.threads)
         child(args)
         return 0
+    if args.config and "pytorch" in args.variants:
+        p.error("--config times the TF variants only (the PyTorch model is the paper's)")
     load_start = loadavg()
-    prepare_model_dir(args.work_dir)
-    forward = ["--batch", str(args.batch), "--variants", ",".join(args.variants),
+    if not args.config:
+        prepare_model_dir(args.work_dir)
+    forward = ["--variants", ",".join(args.variants),
+               *(["--batch", str(args.batch)] if args.batch else []),
+               *(["--config", os.path.abspath(args.config)] if args.config else []),
                "--repeats", str(args.repeats), "--warmup", str(args.warmup),
                "--data_batches", str(args.data_batches), "--data_warmup",
                str(args.data_warmup), "--work_dir", args.work_dir]
