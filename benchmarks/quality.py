@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Quality of a trained generator and of its LiteRT conversions, on held-out clips:
 
-    python -m benchmarks.quality --model_dir runs/demo [--modes float32,fp16,int8]
+    python -m benchmarks.quality --model_dir runs/demo [--modes float32,fp16,int8,int8_minmax]
                                  [--clips 4] [--out F.json] [--layers]
 
 For each held-out clip of the model's data (config data.path, the validation split the
@@ -27,7 +27,8 @@ XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 int8 output against the float output of the same layer, divided by the quantization
 scale, the ten worst layers; and int8 models with parts kept in float32 (FLOAT_VARIANTS:
 only the waveform int8; the output layers float; the last stage float; tflite/convert.py
---float_layers), to tell which part of the model the int8 error comes from.
+--float_layers, with the default percentile ranges), to tell which part of the model the
+int8 error comes from.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def griffin_lim(mel_log10, audio_config):
 
 
 def layer_report(saved, calib, top=10):
-    """LiteRT QuantizationDebugger on the int8 conversion (as --quantize sets it up) of the
+    """LiteRT QuantizationDebugger on the int8 conversion (min/max ranges) of the
     SavedModel `saved`: worst layers by rmse / scale (0.29 = 1/sqrt(12) is a uniform
     rounding error of one step, the ideal)."""
     import csv
@@ -136,7 +137,9 @@ def _fmt(value, spec, unit=""):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_dir", required=True)
-    p.add_argument("--modes", default="float32,fp16,int8")
+    p.add_argument("--modes", default="float32,fp16,int8,int8_minmax",
+                   help="tflite/convert.py modes; int8 = --quantize (percentile ranges), "
+                        "int8_minmax = --quantize --ranges minmax")
     p.add_argument("--clips", type=int, default=4)
     p.add_argument("--max_frames", type=int, default=862)
     p.add_argument("--work_dir", default=None, help="where the .tflite files go (temp dir)")
@@ -148,8 +151,10 @@ def main(argv=None):
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
     from tf_melgan.litert import Vocoder, snr_db
-    from tflite.convert import (INPUT_NAME, calibration_mels, convert, convert_saved_model,
-                                data_splits, export_saved_model, resolve_data_path)
+    from tflite import ranges
+    from tflite.convert import (DEFAULT_RANGES, INPUT_NAME, calibration_mels, convert,
+                                convert_saved_model, data_splits, export_saved_model,
+                                resolve_data_path)
 
     generator, config = load_generator(args.model_dir, which="best", fold=True)
     ac = config.audio
@@ -165,7 +170,10 @@ def main(argv=None):
         path = os.path.join(work, f"vocoder_{mode}.tflite")
         if not os.path.exists(path):
             t = time.time()
-            convert(args.model_dir, path, mode)
+            if mode == "int8_minmax":
+                convert(args.model_dir, path, "int8", ranges="minmax")
+            else:
+                convert(args.model_dir, path, mode)
             print(f"converted {mode} in {time.time() - t:.0f} s", flush=True)
         models[mode] = Vocoder(path, num_threads=2)
     calib = None
@@ -179,7 +187,8 @@ def main(argv=None):
             path = os.path.join(work, f"vocoder_{name}.tflite")
             with open(path, "wb") as f:
                 f.write(convert_saved_model(saved, "int8", representative,
-                                            float_layers=layers))
+                                            float_layers=layers,
+                                            percentile=ranges.parse(DEFAULT_RANGES)))
             models[name] = Vocoder(path, num_threads=2)
 
     hop, sr = ac.hop_length, ac.sample_rate

@@ -26,8 +26,9 @@ from tf_melgan.checkpoint import load_generator  # noqa: E402
 from tf_melgan.config import config_from_dict  # noqa: E402
 from tf_melgan.generator import Generator  # noqa: E402
 from tflite import convert as conv  # noqa: E402
-from tf_melgan.litert import (VARIABLE_OPS, Vocoder, op_problems, read_ops,  # noqa: E402
-                                   read_sidecar, snr_db)
+from tflite import ranges  # noqa: E402
+from tf_melgan.litert import (VARIABLE_OPS, Vocoder, op_counts, op_problems,  # noqa: E402
+                              read_ops, read_sidecar, snr_db)
 
 SMOKE = os.path.join(ROOT, "tflite", "smoke_test.py")
 # Small: 2 residual layers per stage (dilations 1, 3: the dilated-conv path is exercised).
@@ -267,6 +268,103 @@ def test_float_layers_must_match_and_need_int8(model_dir, tmp_path, saved_model,
              "StatefulPartitionedCall:01"]
     assert conv.float_tensor_names(names, ["output"]) == names[2:]
     assert conv.float_tensor_names(names, ["up_1", "output"]) == [names[0]] + names[2:]
+
+
+def test_activation_ranges_spec():
+    assert ranges.parse("minmax") is None
+    assert ranges.parse("p99.99") == 99.99 and ranges.parse("p100") == 100.0
+    for bad in ("p40", "p100.5", "99.99", "p", "pX", ""):
+        with pytest.raises(ValueError, match="activation ranges"):
+            ranges.parse(bad)
+
+
+@pytest.fixture(scope="module")
+def calibration(keras_model, saved_model, int8_model):
+    """Calibration mels of the tiny model's training split, and the calibrated model."""
+    config = keras_model[1]
+    train, _ = conv.data_splits(config, config.data.path)
+    mels = conv.calibration_mels(train, config.audio, 4, 48, False, (0.3, 1.0))
+    representative = lambda: ({conv.INPUT_NAME: m} for m in mels)  # noqa: E731
+    return mels, representative, conv.calibrate(saved_model, representative)
+
+
+def test_calibrate_then_quantize_is_what_convert_makes(saved_model, calibration, tmp_path,
+                                                       real_mel):
+    # The path --ranges and --float_layers take (calibrate, edit, quantize) quantizes as
+    # TFLiteConverter.convert() does when nothing is edited.
+    mels, representative, calibrated = calibration
+    whole = conv.make_converter(saved_model, "int8", representative).convert()
+    split = conv.quantize_calibrated(calibrated)
+    assert op_counts(read_ops(whole)) == op_counts(read_ops(split))
+    outs = []
+    for name, model in (("whole", whole), ("split", split)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model)
+        outs.append(Vocoder(str(path))(real_mel))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_percentile_ranges_are_the_tensors_percentiles(calibration):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tensorflow.lite.tools import flatbuffer_utils
+    mels, _, calibrated = calibration
+    recorded = ranges._activation_stats(flatbuffer_utils.convert_bytearray_to_object(calibrated))
+    found = ranges.percentile_ranges(calibrated, mels, 99.0)
+    assert set(found) == set(recorded) and len(found) > 50
+    # Reference: every value of every recorded tensor (the tiny model's tensors are below
+    # ranges.MAX_VALUES, so nothing is subsampled), np.percentile.
+    interpreter = Interpreter(
+        model_content=calibrated, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    index = interpreter.get_input_details()[0]["index"]
+    values = {i: [] for i in found}
+    for mel in mels:
+        interpreter.resize_tensor_input(index, mel.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, mel)
+        interpreter.invoke()
+        for i in values:
+            values[i].append(interpreter.get_tensor(i).ravel().copy())
+    narrower = 0
+    for i, (lo, hi) in found.items():
+        v = np.concatenate(values[i])
+        assert v.size <= ranges.MAX_VALUES * len(mels)
+        rec_lo, rec_hi = recorded[i]
+        tol = 2 * (rec_hi - rec_lo) / ranges.BINS
+        assert lo <= 0.0 <= hi and rec_lo - tol <= lo and hi <= rec_hi + tol
+        # Between the order statistics around the 1% / 99% ranks (+- one rank), to within
+        # the histogram's resolution.
+        v.sort()
+        k = 0.01 * v.size
+        lo_refs = v[[max(int(k) - 1, 0), min(int(np.ceil(k)) + 1, v.size - 1)]]
+        hi_refs = v[[max(v.size - int(np.ceil(k)) - 2, 0), min(v.size - int(k), v.size - 1)]]
+        assert min(lo_refs[0], 0.0) - tol <= lo <= min(lo_refs[1], 0.0) + tol, (i, lo, lo_refs)
+        assert max(hi_refs[0], 0.0) - tol <= hi <= max(hi_refs[1], 0.0) + tol, (i, hi, hi_refs)
+        narrower += (hi - lo) < 0.9 * (rec_hi - rec_lo)
+    assert narrower > len(found) // 4  # the percentiles do change many ranges (43% here)
+
+
+def test_default_int8_ranges_are_percentiles(model_dir, tmp_path, saved_model, int8_model):
+    minmax = str(tmp_path / "minmax.tflite")
+    assert conv.convert(model_dir, minmax, "int8", saved_model=saved_model, ranges="minmax",
+                        **FAST)["activation_ranges"] == "minmax"
+    assert read_sidecar(int8_model)["activation_ranges"] == conv.DEFAULT_RANGES == "p99.99"
+
+    def scales(path):  # activation scales of the int8 model, by tensor name
+        from ai_edge_litert.interpreter import Interpreter
+        return {d["name"]: d["quantization"][0] for d in
+                Interpreter(model_path=path).get_tensor_details()
+                if d["dtype"] == np.int8 and d["quantization"][0] > 0
+                and not d["name"].startswith(("tfl.pseudo_qconst", "arith.constant"))}
+    plain, tuned = scales(minmax), scales(int8_model)
+    common = [n for n in plain if n in tuned]
+    assert len(common) > 50
+    assert all(tuned[n] <= plain[n] * (1 + 1e-6) for n in common)
+    assert sum(tuned[n] < 0.9 * plain[n] for n in common) > len(common) // 10  # 22 of 177
+    with pytest.raises(ValueError, match="ranges needs mode 'int8'"):
+        conv.convert(model_dir, str(tmp_path / "x.tflite"), "fp16", ranges="p99.9", **FAST)
+    with pytest.raises(ValueError, match="activation ranges 'p5'"):
+        conv.convert(model_dir, str(tmp_path / "x.tflite"), "int8", ranges="p5", **FAST)
 
 
 def test_fixed_frames_with_mirror_pad(model_dir, out_dir, keras_model, real_mel):

@@ -9,9 +9,10 @@ writes it with a sidecar and a golden pair. Run from the repo root:
 Modes: float32 (default); --quantize: full-integer int8 (int8 weights and activations,
 builtin int8 kernels, float32 input/output tensors unless --int8_io), calibrated on real
 log-mels of the model's training split (config data.path, or --data) or of
---calibration_audio (--float_layers keeps named layers in float32); --fp16: float16
-weights, float32 compute; --dynamic_range: int8 weights
-with float activations (hybrid kernels; much slower under XNNPACK, so only on request).
+--calibration_audio, each activation's range the 0.01 / 99.99 percentiles of its values
+there (--ranges; tflite/ranges.py); --float_layers keeps named layers in float32;
+--fp16: float16 weights, float32 compute; --dynamic_range: int8 weights with float
+activations (hybrid kernels; much slower under XNNPACK, so only on request).
 
 Path: the generator with weight norm folded, its reflection pads written as slices +
 concat (the same numbers; XNNPACK does not take MIRROR_PAD; --mirror_pad keeps it) and its
@@ -76,6 +77,9 @@ MIN_SNR_DB = {"float32": 50.0, "fp16": 30.0, "int8": 0.0, "dynamic_range": 0.0}
 FP32_MAX_ABS, FP16_MAX_ABS, FP16_SNR_FLOOR, INT8_SNR_MARGIN = 1e-4, 1e-2, 30.0, 3.0
 SILENT_RMS = 1e-4  # -80 dBFS: a generator whose output is this quiet is broken
 GOLDEN_FRAMES = 128
+# int8 activation ranges (tflite/ranges.py): each tensor's 0.01 / 99.99 percentiles over the
+# calibration set. 'minmax' (the converter's own) leaves a hiss in pauses: docs/BENCHMARKS.md.
+DEFAULT_RANGES = "p99.99"
 
 
 class ConversionError(RuntimeError):
@@ -314,26 +318,43 @@ def make_converter(saved_model: str, mode: str, representative=None, int8_io: bo
 
 
 def convert_saved_model(saved_model: str, mode: str, representative=None,
-                        int8_io: bool = False, float_layers=()) -> bytes:
-    """The .tflite bytes of `saved_model` in `mode`. With `float_layers` (int8 only), the
-    ops whose tensors match them (float_tensor_names) stay float32: LiteRT's
-    QuantizationDebugger denylists them, QUANTIZE / DEQUANTIZE ops join the two parts."""
-    if float_layers and mode != "int8":
-        raise ValueError("float_layers needs mode 'int8'")
-    model = make_converter(saved_model, mode, representative, int8_io).convert()
-    if not float_layers:
-        return model
+                        int8_io: bool = False, float_layers=(),
+                        percentile: float | None = None) -> bytes:
+    """The .tflite bytes of `saved_model` in `mode`. int8 only: with `percentile`, each
+    activation's range is that percentile of its calibration values (tflite/ranges.py)
+    instead of their min/max; with `float_layers`, the ops whose tensors match them
+    (float_tensor_names) stay float32 (QUANTIZE / DEQUANTIZE ops join the two parts)."""
+    if (float_layers or percentile is not None) and mode != "int8":
+        raise ValueError("float_layers and percentile ranges need mode 'int8'")
+    if not float_layers and percentile is None:
+        return make_converter(saved_model, mode, representative, int8_io).convert()
+    from tflite import ranges
+    calibrated = calibrate(saved_model, representative)
+    if percentile is not None:
+        found = ranges.percentile_ranges(
+            calibrated, (item[INPUT_NAME] for item in representative()), percentile)
+        calibrated = ranges.with_ranges(calibrated, found)
+    names = (float_tensor_names(ranges.tensor_names(calibrated), float_layers)
+             if float_layers else None)
+    return quantize_calibrated(calibrated, int8_io, names)
+
+
+def calibrate(saved_model: str, representative) -> bytes:
+    """The float model with every tensor's calibration min/max recorded: the first half of
+    what an int8 `convert()` does (quantize_calibrated is the second)."""
+    converter = make_converter(saved_model, "int8", representative)
+    converter._experimental_calibrate_only = True  # what LiteRT's QuantizationDebugger uses
+    return converter.convert()
+
+
+def quantize_calibrated(calibrated: bytes, int8_io: bool = False, denylist=None) -> bytes:
+    """Full-integer int8 model from a calibrated one, as TFLiteConverter.convert() makes it
+    (the MLIR quantizer), with the tensors named in `denylist` kept in float32."""
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
-    names = float_tensor_names(
-        [d["name"] for d in Interpreter(model_content=model).get_tensor_details()],
-        float_layers)
-    first = [item[INPUT_NAME] for _, item in zip(range(2), representative())]
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=make_converter(saved_model, mode, representative, int8_io),
-        debug_dataset=lambda: ([m] for m in first),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names))
-    return debugger.get_nondebug_quantized_model()
+    from tensorflow.lite.python import convert as lite_convert
+    io_type = tf.int8 if int8_io else tf.float32
+    return lite_convert.mlir_quantize(calibrated, input_data_type=io_type,
+                                      output_data_type=io_type, denylisted_nodes=denylist)
 
 
 def probe_min_frames(model_path: str, hop: int, n_mels: int, limit: int = 64):
@@ -377,7 +398,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             calibration_frames: int = 256, num_validation: int = 4,
             validation_frames: int = 512, which: str = "best", int8_io: bool = False,
             mirror_pad: bool = False, min_snr_db: float | None = None, num_threads: int = 2,
-            float_layers=(), seed: int = 0) -> dict:
+            float_layers=(), ranges: str | None = None, seed: int = 0) -> dict:
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
     sidecar dict. Raises ConversionError (nothing written) when a check fails."""
     if mode not in MODES:
@@ -387,6 +408,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     float_layers = tuple(float_layers or ())
     if float_layers and (mode != "int8" or int8_io):
         raise ValueError("float_layers needs mode 'int8' (with float32 input / output)")
+    if ranges is not None and mode != "int8":
+        raise ValueError("ranges needs mode 'int8'")
+    ranges = (ranges or DEFAULT_RANGES) if mode == "int8" else None
+    from tflite import ranges as ranges_lib
+    percentile = ranges_lib.parse(ranges) if ranges else None
     if frames is not None and frames < 1:
         raise ValueError("frames must be positive")
     import tensorflow as tf
@@ -438,7 +464,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             with warnings.catch_warnings():  # calibration runs TF's deprecated tf.lite.Interpreter
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
                 model_bytes = convert_saved_model(saved_model, mode, representative, int8_io,
-                                                  float_layers)
+                                                  float_layers, percentile)
         except ConversionError:
             raise
         except Exception as e:  # the converter's errors are long: keep the first lines
@@ -531,6 +557,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             "model_dir": os.path.abspath(model_dir), "which": which,
             "quantization": mode,
             "float_layers": list(float_layers),
+            "activation_ranges": ranges,
             "hop_length": hop, "n_mels": n_mels,
             "input": {"name": INPUT_NAME, "tensor": vocoder.input["name"],
                       "dtype": np.dtype(vocoder.input["dtype"]).name,
@@ -615,6 +642,11 @@ def main(argv=None):
                         "'up_3,res_3_,output' (layer names conv_pre, up_I, res_I_J, "
                         "conv_post; 'output' = conv_post, tanh and the waveform). Slower; "
                         "see docs/BENCHMARKS.md (Quality) for what it buys")
+    p.add_argument("--ranges", default=None,
+                   help=f"with --quantize: activation ranges, 'pX' = each tensor's "
+                        f"[100 - X, X] percentiles over the calibration set, or 'minmax' "
+                        f"(the converter's own; a louder noise floor). Default "
+                        f"{DEFAULT_RANGES}")
     p.add_argument("--frames", type=int, default=None,
                    help="fixed frame count (default: dynamic, batch 1)")
     p.add_argument("--saved_model", default=None,
@@ -652,7 +684,8 @@ def main(argv=None):
                 num_validation=args.num_validation, validation_frames=args.validation_frames,
                 which=args.which, int8_io=args.int8_io, mirror_pad=args.mirror_pad,
                 min_snr_db=args.min_snr_db, num_threads=args.num_threads,
-                float_layers=[x for x in args.float_layers.split(",") if x])
+                float_layers=[x for x in args.float_layers.split(",") if x],
+                ranges=args.ranges)
     except (ConversionError, ModelCheckError, ValueError) as e:
         print(f"convert.py: refused, nothing written: {e}", file=sys.stderr)
         return 1
