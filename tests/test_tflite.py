@@ -367,6 +367,17 @@ def test_default_int8_ranges_are_percentiles(model_dir, tmp_path, saved_model, i
         conv.convert(model_dir, str(tmp_path / "x.tflite"), "int8", ranges="p5", **FAST)
 
 
+def test_int8_io_with_percentile_ranges(model_dir, tmp_path, saved_model, int8_model):
+    # --int8_io goes through the calibrate / edit / quantize path too.
+    output = str(tmp_path / "io.tflite")
+    sidecar = conv.convert(model_dir, output, "int8", saved_model=saved_model, int8_io=True,
+                           **FAST)
+    assert sidecar["activation_ranges"] == conv.DEFAULT_RANGES
+    assert sidecar["input"]["dtype"] == sidecar["output"]["dtype"] == "int8"
+    assert all(k.endswith("int8 x int8") for k in sidecar["kernels"])
+    assert sidecar["validation"]["snr_db"] > INT8_MIN_SNR_DB
+
+
 def test_fixed_frames_with_mirror_pad(model_dir, out_dir, keras_model, real_mel):
     output = str(out_dir / "vocoder_fixed.tflite")
     sidecar = conv.convert(model_dir, output, "float32", frames=40, mirror_pad=True, **FAST)
