@@ -119,6 +119,10 @@ class DiscriminatorConfig:
     max_channels: int = 1024  # the official code caps channels at 1024
     init: str = "pytorch"
     init_stddev: float = 0.02
+    # How the grouped convs run: auto | native | einsum | builtin. auto = the native CPU op
+    # when training float32 on CPU without XLA, TF's own (cuDNN's) on a GPU, frame +
+    # einsum under XLA (tf_melgan.native.choose_grouped_conv). Same numbers every way.
+    grouped_conv: str = "auto"
     # Not in the paper (empty = off): HiFi-GAN's multi-period discriminator (Kong et al.
     # 2020), one sub-discriminator per period p looking at the waveform folded into p
     # columns, e.g. [2, 3, 5, 7, 11]. Its channels are period_channels * (1, 4, 16, 32, 32)
@@ -428,6 +432,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"discriminator.periods must be distinct positive integers, "
                           f"got {d.periods}")
     _positive(d.period_channels, "discriminator.period_channels")
+    if d.grouped_conv not in ("auto", "native", "einsum", "builtin"):
+        raise ConfigError(f"discriminator.grouped_conv must be one of auto, native, einsum, "
+                          f"builtin; got '{d.grouped_conv}'")
     if g.activation not in ("leaky_relu", "snake"):
         raise ConfigError(f"generator.activation must be 'leaky_relu' or 'snake', "
                           f"got '{g.activation}'")

@@ -105,11 +105,11 @@ class MultiScaleDiscriminator(keras.Model):
             d.build()
         self.built = True
 
-    def use_native_convs(self, enabled=True):
-        """Run the grouped convs with tf_melgan.native's op where it applies (much faster
-        training on CPU). It has no XLA kernel: disable it for jit-compiled functions."""
+    def set_grouped_conv(self, how):
+        """How the grouped convs run: 'einsum', 'native' or 'builtin' (see
+        tf_melgan.native.choose_grouped_conv, which picks it for a device)."""
         for conv in conv_layers(self):
-            getattr(conv, "layer", conv).native = enabled
+            getattr(conv, "layer", conv).grouped = how
 
     def call(self, audio):
         x = ops.expand_dims(ops.cast(audio, self.compute_dtype), -1)

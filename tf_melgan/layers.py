@@ -31,12 +31,13 @@ class Conv1D(keras.layers.Conv1D):
     - A dilated conv is one Conv2D with dilations (oneDNN and XNNPACK run it directly);
       Keras' path, tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace.
     - The bias is a BiasAdd, which grappler fuses into the conv with a following LeakyRelu.
-    - The grouped case runs `grouped_conv1d`, or the native op (tf_melgan.native) when
-      `native` is set (MelGAN.compile sets it on the discriminator unless jit-compiling:
-      the op has no XLA kernel) and the op supports the shapes.
+    - The grouped case runs as `grouped` says (tf_melgan.native.choose_grouped_conv):
+      'einsum' (`grouped_conv1d`), 'native' (the native op, where it supports the shapes,
+      else einsum) or 'builtin' (TF's grouped conv, cuDNN's on a GPU). MelGAN.compile sets
+      it on the discriminator for the device it trains on.
     """
 
-    native = False  # runtime choice, not part of the config
+    grouped = "einsum"  # a runtime choice (device, XLA), not part of the config
 
     def convolution_op(self, inputs, kernel):
         if self.padding != "valid":
@@ -46,8 +47,11 @@ class Conv1D(keras.layers.Conv1D):
                                 dilations=self.dilation_rate[0])
         if self.dilation_rate != (1,):
             raise ValueError("grouped Conv1D supports dilation 1 only")
-        if self.native and native.supports(inputs.shape[-1], self.filters, self.groups,
-                                           inputs.dtype) and native.load() is not None:
+        if self.grouped == "builtin":
+            return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID")
+        if self.grouped == "native" and native.supports(
+                inputs.shape[-1], self.filters, self.groups, inputs.dtype) \
+                and native.load() is not None:
             return native.grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
         return grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
 

@@ -9,6 +9,7 @@ from tf_melgan.audio import LogMel
 from tf_melgan.config import Config
 from tf_melgan.discriminator import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from tf_melgan.generator import Generator
+from tf_melgan.native import choose_grouped_conv
 from tf_melgan.losses import (discriminator_loss, generator_loss, mel_l1,
                               multi_resolution_stft_loss)
 
@@ -40,7 +41,8 @@ class MelGAN(keras.Model):
     def __init__(self, generator: Generator, discriminator: MultiScaleDiscriminator,
                  log_mel: LogMel, lambda_feat: float = 10.0, lambda_mel: float = 0.0,
                  period_discriminator: MultiPeriodDiscriminator | None = None,
-                 lambda_stft: float = 0.0, stft_resolutions=(), **kwargs):
+                 lambda_stft: float = 0.0, stft_resolutions=(), grouped_conv: str = "auto",
+                 **kwargs):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
         self.period_discriminator = period_discriminator
@@ -48,6 +50,8 @@ class MelGAN(keras.Model):
         self.lambda_stft, self.stft_resolutions = lambda_stft, [list(r) for r in stft_resolutions]
         self.n_layers_d = discriminator.scale_kwargs["n_layers"]
         self.generator_only = False
+        self.grouped_conv_setting = grouped_conv
+        self.grouped_conv = None  # what compile() chose
 
     @classmethod
     def from_config_dataclass(cls, config: Config) -> "MelGAN":
@@ -65,7 +69,8 @@ class MelGAN(keras.Model):
         loss = config.loss
         return cls(g, d, LogMel(config.audio), lambda_feat=loss.lambda_feat,
                    lambda_mel=loss.lambda_mel, period_discriminator=p,
-                   lambda_stft=loss.lambda_stft, stft_resolutions=loss.stft_resolutions)
+                   lambda_stft=loss.lambda_stft, stft_resolutions=loss.stft_resolutions,
+                   grouped_conv=config.discriminator.grouped_conv)
 
     @property
     def discriminators(self):
@@ -77,8 +82,11 @@ class MelGAN(keras.Model):
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(**kwargs)
-        # The discriminator's grouped convs: the native op, unless the step is XLA-compiled.
-        self.discriminator.use_native_convs(not self.jit_compile)
+        # The discriminator's grouped convs, for the device and compilation of the step.
+        self.grouped_conv = choose_grouped_conv(
+            self.grouped_conv_setting, on_gpu=bool(tf.config.list_logical_devices("GPU")),
+            compute_dtype=self.discriminator.compute_dtype, jit_compile=bool(self.jit_compile))
+        self.discriminator.set_grouped_conv(self.grouped_conv)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         # Build the slots now, not inside the first traced (maybe distributed) step.
         g_optimizer.build(self.generator.trainable_variables)

@@ -126,7 +126,6 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
                                 validation_audio, validation_dataset)
     from tf_melgan.checkpoint import restore_weights
     from tf_melgan.model import MelGAN, make_optimizer
-    from tf_melgan import native
 
     strategy = strategy or tf.distribute.get_strategy()
     t = config.training
@@ -161,17 +160,19 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
     with strategy.scope():
         gan = MelGAN.from_config_dataclass(config)
         fp16 = precision == "mixed_float16"
-        gan.compile(make_optimizer(config.g_optimizer, fp16),
-                    make_optimizer(config.d_optimizer, fp16), jit_compile=t.jit_compile)
+        try:
+            gan.compile(make_optimizer(config.g_optimizer, fp16),
+                        make_optimizer(config.d_optimizer, fp16), jit_compile=t.jit_compile)
+        except ValueError as e:  # an explicit grouped_conv that cannot run here
+            raise SystemExit(f"config error: {e}") from None
         extra = {"period_discriminator": gan.period_discriminator} \
             if gan.period_discriminator is not None else {}
         checkpoint = tf.train.Checkpoint(generator=gan.generator,
                                          discriminator=gan.discriminator,
                                          g_optimizer=gan.g_optimizer,
                                          d_optimizer=gan.d_optimizer, **extra)
-    log.info("discriminator grouped convs: %s", "frame + einsum (XLA)" if t.jit_compile else
-             "native op (where the shapes allow)" if native.load() is not None
-             else "frame + einsum (no native op)")
+    log.info("discriminator grouped convs: %s (discriminator.grouped_conv=%s)",
+             gan.grouped_conv, config.discriminator.grouped_conv)
     # Non-chief workers must take part in saving but write to a scratch directory.
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     if not chief:
