@@ -11,8 +11,21 @@ from tf_melgan.layers import ReflectionPad1D, conv1d, conv_layers
 PERIOD_CHANNELS = (1, 4, 16, 32, 32)  # HiFi-GAN's DiscriminatorP widths, over channels
 
 
+class ConvStack(keras.layers.Layer):
+    """A layer whose convs are `self.convs`, taking `self.in_channels` channels."""
+
+    def track_convs(self):
+        for j, conv in enumerate(self.convs):  # visible to tf.train.Checkpoint (see Generator)
+            setattr(self, f"layer_{j}", conv)
+
+    def build(self, input_shape=None):
+        for conv, c in zip(self.convs, self.in_channels):
+            conv.build((None, None, c))
+        self.built = True
+
+
 @keras.saving.register_keras_serializable(package="tf_melgan")
-class ScaleDiscriminator(keras.layers.Layer):
+class ScaleDiscriminator(ConvStack):
     """One scale (official `NLayerDiscriminator`): ReflectionPad(7) -> Conv(k15, ndf);
     n_layers grouped strided convs (kernel 10*s+1, stride s, zero pad 5*s, groups C_in/4);
     Conv(k5) -> Conv(k3, 1). LeakyReLU(0.2) after all but the last. Returns all outputs."""
@@ -42,13 +55,7 @@ class ScaleDiscriminator(keras.layers.Layer):
         self.pads.append(keras.layers.ZeroPadding1D(1))
         self.convs.append(conv1d(1, 3, channels, name=f"layer_{n_layers + 2}", **opts))
         self.in_channels.append(channels)
-        for j, conv in enumerate(self.convs):  # visible to tf.train.Checkpoint (see Generator)
-            setattr(self, f"layer_{j}", conv)
-
-    def build(self, input_shape=None):
-        for conv, c in zip(self.convs, self.in_channels):
-            conv.build((None, None, c))
-        self.built = True
+        self.track_convs()
 
     def call(self, x):
         features = []
@@ -125,7 +132,7 @@ class MultiScaleDiscriminator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
-class PeriodDiscriminator(keras.layers.Layer):
+class PeriodDiscriminator(ConvStack):
     """HiFi-GAN's `DiscriminatorP` (Kong et al. 2020) for one period p: the waveform,
     reflect-padded to a multiple of p, folded into p columns of every p-th sample; each
     column goes through the same convs (HiFi-GAN's (k, 1) Conv2d kernels are Conv1D on
@@ -144,13 +151,7 @@ class PeriodDiscriminator(keras.layers.Layer):
         self.convs = [conv1d(c, k, c_in, strides=3 if i < 4 else 1, name=f"layer_{i}", **opts)
                       for i, (c, c_in, k) in enumerate(zip(widths, self.in_channels,
                                                            self.kernels))]
-        for j, conv in enumerate(self.convs):  # visible to tf.train.Checkpoint (see Generator)
-            setattr(self, f"layer_{j}", conv)
-
-    def build(self, input_shape=None):
-        for conv, c in zip(self.convs, self.in_channels):
-            conv.build((None, None, c))
-        self.built = True
+        self.track_convs()
 
     def call(self, x):
         p = self.period

@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Puts a trained generator into the package as a shipped vocoder (tf_melgan/pretrained/NAME):
+
+    python scripts/ship_model.py --model_dir runs/ljspeech_cpu --name ljspeech [--which best]
+
+Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as training
+saves it), best.json (its step and validation log-mel L1) and card.json: the data, steps,
+training hours and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
+error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_dir", required=True)
+    p.add_argument("--name", default="ljspeech")
+    p.add_argument("--which", default="best", choices=["best", "latest"])
+    p.add_argument("--clips", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--note", default="", help="what the model is not, for the card")
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+
+    from benchmarks.curve import evaluate, held_out_clips, training_hours
+    from benchmarks.quality import griffin_lim
+    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.pretrained import HERE
+
+    generator, config = load_generator(args.model_dir, which=args.which, fold=False)
+    if args.which == "best":
+        with open(os.path.join(args.model_dir, "best.json")) as f:
+            best = json.load(f)
+    else:
+        latest = tf.train.latest_checkpoint(os.path.join(args.model_dir, "checkpoints"))
+        best = {"step": int(latest.rsplit("-", 1)[-1]), "val_mel_l1": None}
+    clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
+    folded = generator.folded()
+    scores = evaluate(lambda m: folded(tf.constant(m), training=False), clips, config.audio)
+    reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio)
+    out = os.path.join(HERE, args.name)
+    os.makedirs(out, exist_ok=True)
+    shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
+    generator.save_weights(os.path.join(out, "best_generator.weights.h5"))
+    with open(os.path.join(out, "best.json"), "w") as f:
+        json.dump(best, f)
+    card = {"name": args.name, "step": best["step"],
+            "train_hours": round(training_hours(args.model_dir, best["step"]), 2),
+            "cpu": "2 cores (see docs/BENCHMARKS.md)", "data": config.data.path,
+            "held_out": {"clips": len(clips), "seconds_each": args.seconds,
+                         "vocoder": scores, "griffin_lim_32": reference},
+            "parameters": int(folded.count_params()), "note": args.note}
+    with open(os.path.join(out, "card.json"), "w") as f:
+        json.dump(card, f, indent=1)
+    print(json.dumps(card, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
