@@ -213,3 +213,27 @@ def test_first_chunk_latency(tiny):
     assert stats["lookahead"] == pytest.approx(14 * 256 / 22050)
     assert 0 < stats["compute"] < 10 and stats["latency"] > stats["lookahead"]
     assert stats["block"] == pytest.approx(8 * 256 / 22050)
+
+
+def test_nearest_upsampling_generator_streams_like_whole_utterance():
+    """generator.upsampling='nearest': the receptive field derived for it is exact (a
+    streamed output equals the whole-utterance one) and bounds every sample's inputs."""
+    import keras
+    from tf_melgan.generator import Generator
+    keras.utils.set_random_seed(3)
+    g = Generator(ngf=4, ratios=[4, 2, 2], n_residual_layers=2, upsampling="nearest")
+    g.build((None, None, 80))
+    field = receptive_field(g)
+    mel = np.random.default_rng(0).normal(-4, 1, (1, 60, 80)).astype(np.float32)
+    whole = np.asarray(g(mel))[0]
+    # perturbing a frame just outside the field of frame 30 leaves frame 30's samples alone
+    hop = g.hop_length
+    for far in (30 - field.left - 1, 30 + field.right + 1):
+        moved = mel.copy()
+        moved[0, far] += 3.0
+        out = np.asarray(g(moved))[0]
+        np.testing.assert_allclose(out[30 * hop:31 * hop], whole[30 * hop:31 * hop], atol=1e-6)
+    assert field.left > receptive_field(Generator(ngf=4, ratios=[4, 2, 2],
+                                                  n_residual_layers=2)).left - 2
+    streamed = stream_all(lambda m: np.asarray(g(m)), mel[0], 16, (field.left, field.right))
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)

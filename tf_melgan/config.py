@@ -108,6 +108,10 @@ class GeneratorConfig:
     # trainable a per channel (BigVGAN, Lee et al. 2023, after Ziyin et al. 2020): a
     # periodic inductive bias.
     activation: str = "leaky_relu"  # leaky_relu | snake
+    # Not in the paper: 'nearest' upsamples by repeating samples, then a conv (kernel
+    # 2r + 1), instead of a transposed conv, which adds tones at multiples of its input
+    # rate (Pons et al., "Upsampling artifacts in neural audio synthesis", ICASSP 2021).
+    upsampling: str = "transposed"  # transposed | nearest
 
 
 @dataclass
@@ -438,6 +442,9 @@ def validate(config: Config) -> None:
     if g.activation not in ("leaky_relu", "snake"):
         raise ConfigError(f"generator.activation must be 'leaky_relu' or 'snake', "
                           f"got '{g.activation}'")
+    if g.upsampling not in ("transposed", "nearest"):
+        raise ConfigError(f"generator.upsampling must be 'transposed' or 'nearest', "
+                          f"got '{g.upsampling}'")
     if t.discriminator_start_step < 0:
         raise ConfigError("training.discriminator_start_step must be >= 0")
     if t.discriminator_start_step and not (config.loss.lambda_mel or config.loss.lambda_stft):

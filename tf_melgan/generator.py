@@ -6,8 +6,8 @@ import keras
 from keras import ops
 
 from tf_melgan.config import GeneratorConfig
-from tf_melgan.layers import (ReflectionPad1D, ResidualBlock, Snake, activation_layer, conv1d,
-                              conv1d_transpose, fold_weight_norm_into)
+from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
+                              activation_layer, conv1d, conv1d_transpose, fold_weight_norm_into)
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -18,16 +18,18 @@ class Generator(keras.Model):
     ConvTranspose(kernel 2r, stride r, PyTorch padding r//2 + r%2, output_padding r%2),
     halving channels -> residual blocks with dilations 1, 3, 9, ...; LReLU ->
     ReflectionPad(3) -> Conv(k7, 1) -> tanh. activation='snake' (not in the paper) puts a
-    Snake with its own per-channel a wherever the paper has a LeakyReLU.
+    Snake with its own per-channel a wherever the paper has a LeakyReLU; upsampling=
+    'nearest' (not in the paper) replaces each transposed conv by a NearestUpsampler.
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
                  init="pytorch", init_stddev=0.02, weight_norm=True, activation="leaky_relu",
-                 **kwargs):
+                 upsampling="transposed", **kwargs):
         super().__init__(**kwargs)
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
         self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
         self.init, self.init_stddev, self.activation = init, init_stddev, activation
+        self.upsampling = upsampling
         self.hop_length = 1
         for r in self.ratios:
             self.hop_length *= r
@@ -39,7 +41,10 @@ class Generator(keras.Model):
         for i, r in enumerate(self.ratios):
             self.acts.append(activation_layer(activation, channels, name=f"act_{i}"))
             channels //= 2
-            self.upsamplers.append(conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", **opts))
+            self.upsamplers.append(
+                NearestUpsampler(channels, r, 2 * channels, name=f"up_{i}", **opts)
+                if upsampling == "nearest" else
+                conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", **opts))
             self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}",
                                               activation=activation, **opts)
                                 for j in range(n_residual_layers)])
@@ -58,7 +63,8 @@ class Generator(keras.Model):
     def from_config_dataclass(cls, config: GeneratorConfig, n_mels: int, **kwargs):
         return cls(n_mels=n_mels, ngf=config.ngf, ratios=config.ratios,
                    n_residual_layers=config.n_residual_layers, init=config.init,
-                   init_stddev=config.init_stddev, activation=config.activation, **kwargs)
+                   init_stddev=config.init_stddev, activation=config.activation,
+                   upsampling=config.upsampling, **kwargs)
 
     def build(self, input_shape=None):
         self.conv_pre.build((None, None, self.n_mels))
@@ -77,12 +83,13 @@ class Generator(keras.Model):
         x = self.conv_pre(self.pad_pre(mel))
         for r, act, up, blocks in zip(self.ratios, self.acts, self.upsamplers, self.stages):
             x = up(act(x))
-            # 'valid' transposed conv gives frames * r + r samples; PyTorch's padding
-            # r//2 + r%2 with output_padding r%2 keeps frames * r of them from this offset.
-            # Sliced from both ends, with no shape arithmetic (which would leave dynamic
-            # tensors in a dynamic-length .tflite, slow under XNNPACK).
-            start = r // 2 + r % 2
-            x = x[:, start:start - r or None]
+            if self.upsampling == "transposed":
+                # 'valid' transposed conv gives frames * r + r samples; PyTorch's padding
+                # r//2 + r%2 with output_padding r%2 keeps frames * r of them from this
+                # offset. Sliced from both ends, with no shape arithmetic (which would leave
+                # dynamic tensors in a dynamic-length .tflite, slow under XNNPACK).
+                start = r // 2 + r % 2
+                x = x[:, start:start - r or None]
             for block in blocks:
                 x = block(x)
         x = self.conv_post(self.pad_post(self.act_post(x)))
@@ -96,7 +103,8 @@ class Generator(keras.Model):
         return {**super().get_config(), "n_mels": self.n_mels, "ngf": self.ngf,
                 "ratios": self.ratios, "n_residual_layers": self.n_residual_layers,
                 "init": self.init, "init_stddev": self.init_stddev,
-                "weight_norm": self.weight_norm, "activation": self.activation}
+                "weight_norm": self.weight_norm, "activation": self.activation,
+                "upsampling": self.upsampling}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,

@@ -224,6 +224,39 @@ class ReflectionPad1D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
+class NearestUpsampler(keras.layers.Layer):
+    """Upsampling by r without a transposed conv: repeat each sample r times, then
+    ReflectionPad(r) -> Conv(k 2r+1). A transposed conv adds tones at multiples of its
+    input rate (a frame-rate comb in a vocoder); interpolation + conv does not (Pons et
+    al., "Upsampling artifacts in neural audio synthesis", ICASSP 2021)."""
+
+    def __init__(self, channels, ratio, in_channels, weight_norm=True, init="pytorch",
+                 stddev=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.ratio, self.in_channels = channels, ratio, in_channels
+        self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
+        self.repeat = keras.layers.UpSampling1D(ratio)
+        self.pad = ReflectionPad1D(ratio)
+        self.conv = conv1d(channels, 2 * ratio + 1, in_channels, weight_norm=weight_norm,
+                           init=init, stddev=stddev)
+
+    def build(self, input_shape=None):
+        self.conv.build((None, None, self.in_channels))
+        self.built = True
+
+    def call(self, x):
+        return self.conv(self.pad(self.repeat(x)))
+
+    def compute_output_shape(self, s):
+        return (s[0], None if s[1] is None else s[1] * self.ratio, self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "ratio": self.ratio,
+                "in_channels": self.in_channels, "weight_norm": self.weight_norm,
+                "init": self.init, "stddev": self.stddev}
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
 class Snake(keras.layers.Layer):
     """x + sin^2(a x) / a on [..., channels], one trainable a per channel, starting at 1:
     BigVGAN's periodic activation (Lee et al. 2023; Ziyin et al. 2020). Builtin ops only

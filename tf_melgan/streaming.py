@@ -58,14 +58,17 @@ class ReceptiveField:
 
 
 def _architecture(spec):
-    """(ratios, n_residual_layers) from a Config, GeneratorConfig, Generator or dict."""
+    """(ratios, n_residual_layers, upsampling) from a Config, GeneratorConfig, Generator or
+    dict."""
     if hasattr(spec, "generator") and not callable(spec):  # a Config
         spec = spec.generator
     if isinstance(spec, dict):
         spec = spec.get("generator", spec)
-        return [int(r) for r in spec["ratios"]], int(spec["n_residual_layers"])
+        return ([int(r) for r in spec["ratios"]], int(spec["n_residual_layers"]),
+                spec.get("upsampling", "transposed"))
     if hasattr(spec, "ratios") and hasattr(spec, "n_residual_layers"):
-        return [int(r) for r in spec.ratios], int(spec.n_residual_layers)
+        return ([int(r) for r in spec.ratios], int(spec.n_residual_layers),
+                getattr(spec, "upsampling", "transposed"))
     raise TypeError(f"cannot read the generator architecture from {type(spec).__name__}")
 
 
@@ -73,7 +76,8 @@ def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
 
-def sample_dependencies(ratios: Sequence[int], n_residual_layers: int, sample: int):
+def sample_dependencies(ratios: Sequence[int], n_residual_layers: int, sample: int,
+                        upsampling: str = "transposed"):
     """Input frame interval [lo, hi] that output sample `sample` depends on, on an
     unbounded signal (no edges): back-propagates the index interval layer by layer."""
     res_reach = (3 ** n_residual_layers - 1) // 2  # dilations 1 + 3 + ... + 3^(n-1)
@@ -81,6 +85,9 @@ def sample_dependencies(ratios: Sequence[int], n_residual_layers: int, sample: i
     lo, hi = lo - _POST_REACH, hi + _POST_REACH
     for r in reversed(ratios):
         lo, hi = lo - res_reach, hi + res_reach
+        if upsampling == "nearest":  # Conv(k 2r+1, padded r) on input i repeated r times
+            lo, hi = (lo - r) // r, (hi + r) // r
+            continue
         # ConvTranspose(kernel 2r, stride r), cropped from start = r//2 + r%2: cropped
         # output m is full output t = m + start = i * r + k, 0 <= k < 2r.
         start = r // 2 + r % 2
@@ -91,11 +98,11 @@ def sample_dependencies(ratios: Sequence[int], n_residual_layers: int, sample: i
 def receptive_field(spec) -> ReceptiveField:
     """The generator's receptive field in mel frames, derived from its architecture
     (a Config, GeneratorConfig, Generator or the 'generator' dict of an export's json)."""
-    ratios, n_res = _architecture(spec)
+    ratios, n_res, upsampling = _architecture(spec)
     hop = math.prod(ratios)
     left = right = 0
     for n in range(hop):  # every sample position within output frame 0
-        lo, hi = sample_dependencies(ratios, n_res, n)
+        lo, hi = sample_dependencies(ratios, n_res, n, upsampling)
         left, right = max(left, -lo), max(right, hi)
     # Continuous estimate: each layer's one-sided reach in its own samples, divided by
     # the samples per frame at that layer.

@@ -81,7 +81,7 @@ def set_precision(mode: str):
 
 
 ARCHITECTURE = {"audio": ["n_mels"],
-                "generator": ["ngf", "ratios", "n_residual_layers", "activation"],
+                "generator": ["ngf", "ratios", "n_residual_layers", "activation", "upsampling"],
                 "discriminator": ["num_scales", "ndf", "n_layers", "downsampling",
                                   "max_channels", "periods", "period_channels"]}
 
