@@ -206,13 +206,28 @@ def test_stream_rejects_bad_arguments(tiny):
 
 
 def test_first_chunk_latency(tiny):
-    g, fn = tiny
-    stats = first_chunk_latency(fn, N_MELS, 8, receptive_field(g).context, hop_length=256,
-                                sample_rate=22050, repeats=3)
+    """Against a generator whose cost is known: 50 ms on its first call (tracing), 10 ms
+    after; the figures are those times and the lookahead the receptive field implies."""
+    import time
+    g, _ = tiny
+    calls = []
+
+    def timed(mel):
+        time.sleep(0.05 if not calls else 0.01)
+        calls.append(mel.shape[1])
+        return np.zeros((1, mel.shape[1] * 256), np.float32)
+
+    field = receptive_field(g).context
+    stats = first_chunk_latency(timed, N_MELS, 8, field, hop_length=256, sample_rate=22050,
+                                repeats=3)
+    assert len(calls) == 4 and all(c == 8 + 6 for c in calls)  # chunk + right context
     assert stats["lookahead_frames"] == 8 + 6
     assert stats["lookahead"] == pytest.approx(14 * 256 / 22050)
-    assert 0 < stats["compute"] < 10 and stats["latency"] > stats["lookahead"]
+    assert 0.05 <= stats["cold"] < 0.05 + 1.0
+    assert 0.01 <= stats["compute"] < 0.05  # the warm calls' median, not the cold one
+    assert stats["latency"] == pytest.approx(stats["lookahead"] + stats["compute"])
     assert stats["block"] == pytest.approx(8 * 256 / 22050)
+    assert stats["real_time_factor"] == pytest.approx(stats["compute"] / stats["block"])
 
 
 def test_nearest_upsampling_generator_streams_like_whole_utterance():

@@ -132,7 +132,9 @@ def test_mixed_bfloat16_step_keeps_float32_weights(tiny_config, batch):
     start = [v.numpy() for v in reference.generator.weights]
     reference.train_step((mel, audio))
     try:
-        assert set_precision("auto") == "mixed_bfloat16"  # no GPU here
+        # 'auto' is bf16 on a CPU and fp16 on a GPU: this test is the CPU mode, set directly
+        # (test_auto_precision_follows_the_device covers the choice)
+        assert set_precision("mixed_bfloat16") == "mixed_bfloat16"
         gan = build(config)
         assert gan.generator.compute_dtype == "bfloat16"
         logs = gan.train_step((mel, audio))
@@ -214,3 +216,16 @@ def test_generator_only_step_leaves_the_discriminators_alone(tiny_config, batch)
         moved = v.numpy() - b
         big = np.abs(g.numpy()) > 1e-6
         assert np.all(np.sign(moved[big]) == -np.sign(g.numpy()[big])), v.path
+
+
+@pytest.mark.parametrize("gpus, expected", [([], "mixed_bfloat16"), (["/GPU:0"], "mixed_float16")])
+def test_auto_precision_follows_the_device(monkeypatch, gpus, expected):
+    from tf_melgan.train import set_precision
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else real(kind))
+    try:
+        assert set_precision("auto") == expected
+        assert keras.mixed_precision.global_policy().name == expected
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
