@@ -23,7 +23,7 @@ _EXPORTS = {
     "tf_melgan.losses": ["discriminator_loss", "feature_matching_loss", "generator_loss",
                          "mel_l1"],
     "tf_melgan.model": ["MelGAN", "make_optimizer"],
-    "tf_melgan.synthesize": ["Vocoder", "load_vocoder", "synthesize"],
+    "tf_melgan.synthesize": ["Vocoder", "load_vocoder"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
