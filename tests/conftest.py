@@ -53,6 +53,30 @@ def tiny_config():
     return make
 
 
+def make_trained_dir(model_dir, config, best_score=None):
+    """A model dir as training leaves it at step 0: config.yaml and checkpoint ckpt-0; with
+    `best_score`, also best_generator.weights.h5 and a best.json giving it that score."""
+    import json
+
+    import tensorflow as tf
+
+    from tf_melgan.model import MelGAN, make_optimizer
+    gan = MelGAN.from_config_dataclass(config)
+    gan.compile(make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer))
+    checkpoint = tf.train.Checkpoint(generator=gan.generator, discriminator=gan.discriminator,
+                                     g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, "config.yaml"), "w") as f:
+        f.write(config.to_yaml())
+    tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                               max_to_keep=3).save(checkpoint_number=0)
+    if best_score is not None:
+        gan.generator.save_weights(os.path.join(model_dir, "best_generator.weights.h5"))
+        with open(os.path.join(model_dir, "best.json"), "w") as f:
+            json.dump({"val_mel_l1": best_score, "step": 0}, f)
+    return str(model_dir)
+
+
 @pytest.fixture(scope="session")
 def python():
     return sys.executable
@@ -61,17 +85,18 @@ def python():
 @pytest.fixture
 def tmpfs(tmp_path):
     """Factory: a fresh tmpfs mount point of `size` bytes (optionally read-only), unmounted
-    after the test; None where mounting is not allowed (not root, no CAP_SYS_ADMIN): tests
-    then inject the error instead."""
+    after the test; None where mounting is not allowed (not root, no CAP_SYS_ADMIN) or
+    TF_MELGAN_NO_TMPFS=1: tests then inject the error instead."""
     mounted = []
 
     def make(size, read_only=False):
         point = tmp_path / f"tmpfs{len(mounted)}"
         point.mkdir()
         options = f"size={size}" + (",ro" if read_only else "")
-        if os.geteuid() != 0 or subprocess.run(
+        if os.geteuid() != 0 or os.environ.get("TF_MELGAN_NO_TMPFS") or subprocess.run(
                 ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
                 capture_output=True).returncode:
+            point.rmdir()
             return None
         mounted.append(point)
         return point

@@ -1,8 +1,11 @@
-"""Reading trained models back from a model dir (what `train` writes)."""
+"""Reading trained models back from a model dir (what `train` writes), and removing what
+interrupted saves leave in one."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 
 import tensorflow as tf
 
@@ -51,3 +54,56 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True):
             raise ModelDirError(f"{model_dir} has no checkpoint yet")
         restore_weights(latest, generator=generator)
     return (generator.folded() if fold else generator), config
+
+
+_CKPT_FILE = re.compile(r"^(?P<prefix>.+?)\.(?:index|data-(?P<shard>\d+)-of-(?P<shards>\d+))$")
+
+
+def _complete(prefix: str, files: list[str]) -> bool:
+    """A checkpoint whose index reads and whose data shards are all there."""
+    index = prefix + ".index"
+    shards = {int(m["shards"]) for m in map(_CKPT_FILE.match, files) if m and m["shards"]}
+    if not os.path.isfile(index) or os.path.getsize(index) == 0 or len(shards) != 1:
+        return False
+    (count,) = shards
+    if not all(os.path.isfile(f"{prefix}.data-{i:05d}-of-{count:05d}") for i in range(count)):
+        return False
+    try:
+        tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError):
+        return False
+    return True
+
+
+def remove_checkpoint_debris(ckpt_dir: str) -> list[str]:
+    """Removes what interrupted saves leave in a checkpoints dir: TensorFlow's staging
+    folders (`ckpt-N_temp/`), its temporary state files (`checkpoint.tmp...`) and the files
+    of checkpoints that are not complete (e.g. a 0-byte `.index` and an orphaned data file).
+    Checkpoints listed in the `checkpoint` state file, and complete ones, are kept. Only
+    call it while nothing saves there (train holds the model dir's lock). Returns the
+    removed paths."""
+    if not os.path.isdir(ckpt_dir):
+        return []
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    listed = set()
+    if state is not None:
+        listed = {os.path.join(ckpt_dir, os.path.basename(p))
+                  for p in state.all_model_checkpoint_paths}
+    removed, prefixes = [], {}
+    for name in sorted(os.listdir(ckpt_dir)):
+        path = os.path.join(ckpt_dir, name)
+        match = _CKPT_FILE.match(name)
+        if name.endswith("_temp") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        elif name.startswith("checkpoint.tmp") or ".tempstate" in name:
+            os.remove(path)
+            removed.append(path)
+        elif match and os.path.isfile(path):
+            prefixes.setdefault(os.path.join(ckpt_dir, match["prefix"]), []).append(path)
+    for prefix, files in prefixes.items():
+        if prefix not in listed and not _complete(prefix, files):
+            for path in files:
+                os.remove(path)
+                removed.append(path)
+    return removed
