@@ -1,13 +1,15 @@
 """remove_checkpoint_debris: what interrupted saves leave (a `ckpt-N_temp/` folder, a 0-byte
 `.index` with its orphaned data file, TensorFlow's `checkpoint.tmp...` state file) is
-removed; every complete checkpoint, listed or not, is kept and still restores."""
+removed; every complete checkpoint, listed or not, is kept and still restores. A cut-off
+best generator is a one-line ModelDirError, not an HDF5 traceback."""
 
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from tf_melgan.checkpoint import remove_checkpoint_debris
+from tf_melgan.checkpoint import ModelDirError, load_generator, remove_checkpoint_debris
 
 
 def test_debris_of_interrupted_saves_is_removed_and_checkpoints_kept(tmp_path):
@@ -47,3 +49,20 @@ def test_debris_of_interrupted_saves_is_removed_and_checkpoints_kept(tmp_path):
         np.testing.assert_array_equal(restored.numpy(), np.arange(1000) + offset)
     assert remove_checkpoint_debris(ckpt_dir) == []  # nothing left to remove
     assert remove_checkpoint_debris(str(tmp_path / "none")) == []
+
+
+@pytest.mark.parametrize("size", [0, 96])
+def test_a_cut_off_best_generator_is_a_one_line_error(tmp_path, size):
+    """What a kill during the old, non-atomic best-model write left (0 or 96 bytes)."""
+    from tf_melgan.config import config_from_dict
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.yaml").write_text(config_from_dict({}, ["generator.ngf=4"]).to_yaml())
+    with open(model_dir / "best_generator.weights.h5", "wb") as f:
+        f.write(b"\x89HDF\r\n\x1a\n" * (size // 8))
+    with pytest.raises(ModelDirError) as info:
+        load_generator(str(model_dir))
+    message = str(info.value)
+    assert message.startswith(f"{model_dir / 'best_generator.weights.h5'} is unreadable (")
+    assert message.endswith("); the latest checkpoint may still load (--which latest)")
+    assert "\n" not in message

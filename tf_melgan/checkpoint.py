@@ -47,7 +47,13 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True):
     generator.build((None, None, config.audio.n_mels))
     best = os.path.join(model_dir, "best_generator.weights.h5")
     if which == "best" and os.path.isfile(best):
-        generator.load_weights(best)
+        try:
+            generator.load_weights(best)
+        except (OSError, ValueError, KeyError) as e:  # e.g. cut off by an older version
+            from tf_melgan.cli import one_line
+            raise ModelDirError(f"{best} is unreadable ({type(e).__name__}: {one_line(e)}); "
+                                f"the latest checkpoint may still load (--which latest)") \
+                from None
     else:
         latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
         if latest is None:
