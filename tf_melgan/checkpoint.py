@@ -65,10 +65,15 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True):
 _CKPT_FILE = re.compile(r"^(?P<prefix>.+?)\.(?:index|data-(?P<shard>\d+)-of-(?P<shards>\d+))$")
 
 
-def _complete(prefix: str, files: list[str]) -> bool:
-    """A checkpoint whose index reads and whose data shards are all there."""
+def is_complete_checkpoint(prefix: str) -> bool:
+    """Whether the checkpoint `prefix` (e.g. DIR/ckpt-3) has a readable index and all its
+    data shards."""
+    folder, name = os.path.split(prefix)
+    files = [n for n in os.listdir(folder) if n.startswith(name + ".")] \
+        if os.path.isdir(folder) else []
     index = prefix + ".index"
-    shards = {int(m["shards"]) for m in map(_CKPT_FILE.match, files) if m and m["shards"]}
+    shards = {int(m["shards"]) for m in map(_CKPT_FILE.match, files)
+              if m and m["prefix"] == name and m["shards"]}
     if not os.path.isfile(index) or os.path.getsize(index) == 0 or len(shards) != 1:
         return False
     (count,) = shards
@@ -108,7 +113,7 @@ def remove_checkpoint_debris(ckpt_dir: str) -> list[str]:
         elif match and os.path.isfile(path):
             prefixes.setdefault(os.path.join(ckpt_dir, match["prefix"]), []).append(path)
     for prefix, files in prefixes.items():
-        if prefix not in listed and not _complete(prefix, files):
+        if prefix not in listed and not is_complete_checkpoint(prefix):
             for path in files:
                 os.remove(path)
                 removed.append(path)

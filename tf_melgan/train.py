@@ -1,7 +1,9 @@
 """Training CLI: python -m tf_melgan.train --config configs/base.yaml --model_dir DIR.
 
 Resumes from the latest checkpoint in DIR, saves on Ctrl-C / SIGTERM, keeps the generator
-with the best validation log-mel L1, logs to TensorBoard (DIR/logs).
+with the best validation log-mel L1, logs to TensorBoard (DIR/logs). One training per DIR
+(DIR/.lock); stops on a non-finite loss; every file written atomically (README "What
+survives what").
 """
 
 from __future__ import annotations
