@@ -10,7 +10,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["tf_melgan", "tf_melgan.*"]),
-    package_data={"tf_melgan": ["csrc/*.cc"]},  # built on first use (tf_melgan/native.py)
+    # csrc: built on first use (tf_melgan/native.py); pretrained: the shipped vocoders
+    package_data={"tf_melgan": ["csrc/*.cc", "pretrained/*/*"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3",
@@ -22,7 +23,8 @@ setup(
         "tensorboard>=2.16",  # tf.summary needs it; TF 2.21 no longer pulls it in
     ],
     extras_require={
-        "test": ["pytest>=7", "ai-edge-litert>=2"],
+        "test": ["pytest>=7", "ai-edge-litert>=2", "pesq>=0.0.4", "pystoi>=0.4"],
+        "eval": ["pesq>=0.0.4", "pystoi>=0.4", "matplotlib>=3.7"],  # benchmarks/quality.py
         "litert": ["ai-edge-litert>=1.2"],
         "torch": ["torch>=2.1"],  # CPU build here: pip install torch==2.13.0
     },

@@ -17,11 +17,14 @@ XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 - SNR against the Keras model's output (how much conversion changes the waveform) and
   against the ground truth (GAN vocoders do not keep the phase: expect ~0 dB, listed
   because it is asked for, not because it ranks vocoders);
-- pitch: librosa.pyin on the ground truth and on the output, voicing agreement (% of
-  frames) and the F0 error in cents on frames voiced in both (speech-likeness a log-mel
-  L1 misses);
+- tf_melgan.metrics: pyin voicing agreement and the median F0 error in cents on frames
+  voiced in both (speech-likeness a log-mel L1 misses), PESQ-wb and STOI at 16 kHz, and
+  the frame-rate comb (dB);
 - Griffin-Lim (librosa.feature.inverse.mel_to_audio, 32 iterations) from the same mel, as
   a reference point: intelligible but phasey speech.
+
+`--png DIR` writes log-spectrogram PNGs of the first `--png_clips` clips (truth, Keras
+float, each .tflite, Griffin-Lim), one file per clip.
 
 `--layers` adds LiteRT's QuantizationDebugger on the int8 model: per-layer RMSE of the
 int8 output against the float output of the same layer, divided by the quantization
@@ -58,26 +61,6 @@ def speech_frames(mel_log10: np.ndarray) -> np.ndarray:
 
 def rms_dbfs(x) -> float:
     return float(10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
-
-
-def pitch(audio, sr, hop):
-    import librosa
-    f0, voiced, _ = librosa.pyin(audio.astype(np.float64), fmin=60.0, fmax=500.0, sr=sr,
-                                 frame_length=1024, hop_length=hop)
-    return f0, voiced
-
-
-def pitch_scores(ref_pitch, out, sr, hop):
-    """Voicing agreement and F0 error of `out` against `ref_pitch` = pitch(reference)."""
-    f0_r, v_r = ref_pitch
-    f0_o, v_o = pitch(out, sr, hop)
-    n = min(len(v_r), len(v_o))
-    f0_r, v_r, f0_o, v_o = f0_r[:n], v_r[:n], f0_o[:n], v_o[:n]
-    both = v_r & v_o & np.isfinite(f0_r) & np.isfinite(f0_o)
-    cents = 1200.0 * np.abs(np.log2(f0_o[both] / f0_r[both])) if both.any() else np.array([])
-    return {"voicing_agreement_pct": float(100.0 * np.mean(v_r == v_o)),
-            "f0_error_cents_median": float(np.median(cents)) if cents.size else None,
-            "voiced_frames_ref": int(v_r.sum())}
 
 
 def griffin_lim(mel_log10, audio_config):
@@ -130,6 +113,28 @@ FLOAT_VARIANTS = {
 }
 
 
+def spectrogram_png(signals: dict, sr: int, path: str, n_fft=1024, hop=256):
+    """One row per signal: its log-magnitude spectrogram (dB, 80 dB range, 0-8 kHz)."""
+    import librosa
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(signals), 1, figsize=(10, 1.9 * len(signals)), sharex=True)
+    for ax, (name, x) in zip(axes, signals.items()):
+        spec = np.abs(librosa.stft(np.asarray(x, np.float32), n_fft=n_fft, hop_length=hop))
+        db = librosa.amplitude_to_db(spec, ref=np.max, top_db=80.0)
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma",
+                  extent=[0, len(x) / sr, 0, sr / 2000])
+        ax.set_ylim(0, 8)
+        ax.set_ylabel("kHz")
+        ax.set_title(name, fontsize=9, loc="left")
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _fmt(value, spec, unit=""):
     return "-" if value is None else f"{value:{spec}}{unit}"
 
@@ -145,12 +150,15 @@ def main(argv=None):
     p.add_argument("--work_dir", default=None, help="where the .tflite files go (temp dir)")
     p.add_argument("--out", default=None, help="JSON results")
     p.add_argument("--layers", action="store_true", help="per-layer int8 error report")
+    p.add_argument("--png", default=None, help="folder for spectrogram PNGs")
+    p.add_argument("--png_clips", type=int, default=2)
     args = p.parse_args(argv)
 
     import tensorflow as tf
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
     from tf_melgan.litert import Vocoder, snr_db
+    from tf_melgan.metrics import pitch, speech_scores
     from tflite import ranges
     from tflite.convert import (DEFAULT_RANGES, INPUT_NAME, calibration_mels, convert,
                                 convert_saved_model, data_splits, export_saved_model,
@@ -223,7 +231,10 @@ def main(argv=None):
                 rms_dbfs(out[:frames * hop].reshape(frames, hop)[pauses]),
                 "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
                 "snr_vs_truth_db": snr_db(audio, out),
-                **pitch_scores(ref_pitch, out, sr, hop)})
+                **speech_scores(audio, out, sr, hop, ref_pitch)})
+        if args.png and len(clips) <= args.png_clips:
+            spectrogram_png({"truth": audio, **outs}, sr,
+                            os.path.join(args.png, f"{os.path.splitext(clips[-1]['clip'])[0]}.png"))
         print(f"  {os.path.basename(path)}: {frames} frames", flush=True)
 
     summary = {}
@@ -238,8 +249,8 @@ def main(argv=None):
           f"(all frames / speech frames), SNR, pitch (pyin):")
     print("| variant | log-mel L1 | vs float | L1 speech frames | L1 pauses | "
           "L1 bins within 60 dB | level in pauses | SNR vs Keras | SNR vs truth | "
-          "voicing agree | F0 err (cents) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "voicing agree | F0 err (cents) | PESQ-wb | STOI | frame comb |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         snr_k = _fmt(s["snr_vs_keras_db"], ".1f", " dB")
         f0 = _fmt(s["f0_error_cents_median"], ".0f")
@@ -248,7 +259,8 @@ def main(argv=None):
               f"{s['log_mel_l1_speech']:.3f} | {_fmt(s['log_mel_l1_pauses'], '.3f')} | "
               f"{s['log_mel_l1_60db']:.3f} | {_fmt(s['pause_rms_dbfs'], '.1f', ' dBFS')} | "
               f"{snr_k} | "
-              f"{s['snr_vs_truth_db']:.1f} dB | {s['voicing_agreement_pct']:.1f}% | {f0} |")
+              f"{s['snr_vs_truth_db']:.1f} dB | {s['voicing']:.3f} | {f0} | "
+              f"{s['pesq_wb']:.2f} | {s['stoi']:.3f} | {s['frame_comb_db']:.1f} dB |")
     result = {"model_dir": os.path.abspath(args.model_dir), "data": data, "clips": clips,
               "per_clip": per, "summary": summary}
     if calib is not None:

@@ -135,7 +135,7 @@ def child(args):
         if name in steps:
             # Read when the function is traced (its first call, here): D's grouped convs
             # through tf_melgan.native only in the plain tf.function (what training uses).
-            gan.discriminator.use_native_convs(name == "tf_function")
+            gan.discriminator.set_grouped_conv("native" if name == "tf_function" else "einsum")
             f = steps[name]
             out = f(data)
             fn = (lambda f=f: {k: float(v) for k, v in f(data).items()})

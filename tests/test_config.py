@@ -163,7 +163,8 @@ def test_typo_in_yaml_file_names_file_and_key(tmp_path):
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones():
     msg = config_error("loss.zzz=1")
-    assert msg == "unknown config key 'loss.zzz'; known: lambda_feat, lambda_mel"
+    assert msg == ("unknown config key 'loss.zzz'; known: lambda_feat, lambda_mel, "
+                   "lambda_stft, stft_resolutions")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -173,7 +174,8 @@ def test_unknown_key_without_a_close_match_lists_the_known_ones():
     ("training.batch_size=null", "training.batch_size: expected an integer, got None"),
     ("g_optimizer.learning_rate=fast", "g_optimizer.learning_rate: expected a number, got 'fast'"),
     ("training.jit_compile=2", "training.jit_compile: expected true/false, got 2"),
-    ("data.path=[a, b]", "data.path: expected a string, got ['a', 'b']"),
+    ("data.path=[a, 1]", "data.path[1]: expected a string, got 1"),
+    ("discriminator.periods=3", "discriminator.periods: expected a list, got 3"),
     ("training=8", "training: expected a mapping, got 8"),
 ])
 def test_wrong_types_are_named(override, message):
@@ -361,3 +363,26 @@ def test_cli_data_without_audio(tmp_path, python):
                     f"found under {data}")
     assert line == result.stderr.rstrip("\n").splitlines()[-1]
     assert not (tmp_path / "m").exists()  # no config.yaml (nor dir) before data loads
+
+
+def test_data_path_takes_a_list_of_folders(audio_dir):
+    from tf_melgan.data import find_audio_files
+    c = config_from_dict({}, [f"data.path=[{audio_dir}, demo_data]"])
+    assert c.data.path == [audio_dir, "demo_data"]
+    files = find_audio_files(c.data.path)
+    one, two = find_audio_files(audio_dir), find_audio_files("demo_data")
+    assert files == list(dict.fromkeys(one + two))
+    assert find_audio_files([audio_dir, audio_dir]) == one  # a file found twice counts once
+
+
+@pytest.mark.parametrize("override, message", [
+    ("loss.lambda_stft=-1", "loss.lambda_stft must be >= 0"),
+    ("loss.stft_resolutions=[[512, 50]]", "loss.stft_resolutions[0] must be [n_fft, hop, win]"),
+    ("loss.stft_resolutions=[[512, 50, 600]]", "loss.stft_resolutions[0] must be"),
+    ("discriminator.periods=[2, 2]", "discriminator.periods must be distinct positive"),
+    ("discriminator.periods=[0]", "discriminator.periods must be distinct positive"),
+    ("generator.activation=relu", "generator.activation must be 'leaky_relu' or 'snake'"),
+    ("training.discriminator_start_step=100", "training.discriminator_start_step > 0 trains"),
+])
+def test_opt_in_recipe_keys_are_validated(override, message):
+    assert config_error(override).startswith(message)

@@ -154,3 +154,30 @@ def test_wraps_only_valid_convs():
         WeightNormalization(keras.layers.Dense(3))
     with pytest.raises(ValueError, match="padding='valid'"):
         WeightNormalization(keras.layers.Conv1D(3, 3, padding="same"))
+
+
+def test_snake_formula_and_folded_generator():
+    import keras
+    from tf_melgan.generator import Generator
+    from tf_melgan.layers import Snake
+    snake = Snake(3)
+    snake.build((None, None, 3))
+    alpha = np.array([0.5, 1.0, 3.0], np.float32)
+    snake.set_weights([alpha])
+    x = np.linspace(-4, 4, 30, dtype=np.float32).reshape(1, 10, 3)
+    np.testing.assert_allclose(np.asarray(snake(x)), x + np.sin(alpha * x) ** 2 / alpha,
+                               rtol=1e-5, atol=1e-6)
+    assert Snake.from_config(snake.get_config()).channels == 3
+    keras.utils.set_random_seed(0)
+    g = Generator(ngf=4, ratios=[4, 4], n_residual_layers=2, activation="snake")
+    g.build((None, None, 80))
+    snakes = g.snakes()
+    assert len(snakes) == 2 + 2 * 2 * 2 + 1  # before each upsampler, 2 per block, the last
+    for i, s in enumerate(snakes):
+        s.set_weights([np.full(s.channels, 0.5 + 0.1 * i, np.float32)])
+    mel = np.random.default_rng(0).normal(-3, 1, (1, 12, 80)).astype(np.float32)
+    folded = g.folded()
+    np.testing.assert_allclose(np.asarray(folded(mel)), np.asarray(g(mel)), atol=1e-5)
+    paper = Generator(ngf=4, ratios=[4, 4], n_residual_layers=2)
+    paper.build((None, None, 80))
+    assert paper.snakes() == [] and len(g.weights) == len(paper.weights) + len(snakes)

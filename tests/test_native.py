@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tf_melgan import native
 from tf_melgan.discriminator import MultiScaleDiscriminator
-from tf_melgan.layers import grouped_conv1d
+from tf_melgan.layers import conv_layers, grouped_conv1d
 from tf_melgan.model import MelGAN
 
 
@@ -79,22 +79,24 @@ def test_build_errors_are_clear_and_leave_nothing(tmp_path):
     assert os.listdir(tmp_path) == []  # no half-built library left to load
 
 
-def discriminator(native_convs):
+def discriminator(how):
     keras.utils.set_random_seed(1)
     d = MultiScaleDiscriminator(num_scales=2, ndf=16, n_layers=3, max_channels=64)
     d.build()
-    d.use_native_convs(native_convs)
+    d.set_grouped_conv(how)
     return d
 
 
-def test_discriminator_uses_native_op_and_matches(lib):
+@pytest.mark.parametrize("how", ["native", "builtin"])
+def test_discriminator_grouped_conv_ways_match(lib, how):
+    """The native op and TF's builtin grouped conv give einsum's outputs and gradients."""
     audio = tf.constant(np.random.default_rng(2).uniform(-0.5, 0.5, (2, 4096)), tf.float32)
     outputs, grads = [], []
-    for flag in (False, True):
-        d = discriminator(flag)
+    for way in ("einsum", how):
+        d = discriminator(way)
         fn = tf.function(lambda a, d=d: d(a))
         ops = {op.type for op in fn.get_concrete_function(audio).graph.get_operations()}
-        assert ("MelganGroupedConv1D" in ops) == flag
+        assert ("MelganGroupedConv1D" in ops) == (way == "native")
         with tf.GradientTape() as tape:
             out = d(audio)
             loss = sum(tf.reduce_mean(f * f) for scale in out for f in scale)
@@ -133,9 +135,48 @@ def test_disabled_native_op_falls_back(lib, monkeypatch):
     native.load.cache_clear()
     try:
         assert native.load() is None
-        d = discriminator(True)  # asks for the op, gets frame + einsum
+        d = discriminator("native")  # asks for the op, gets frame + einsum
         fn = tf.function(lambda a: d(a))
         graph = fn.get_concrete_function(tf.TensorSpec([1, 4096])).graph
         assert "MelganGroupedConv1D" not in {op.type for op in graph.get_operations()}
     finally:
         native.load.cache_clear()
+
+
+@pytest.mark.parametrize("setting, on_gpu, dtype, jit, expected", [
+    ("auto", False, "float32", False, "native"),
+    ("auto", False, "float32", True, "einsum"),
+    ("auto", False, "bfloat16", False, "einsum"),
+    ("auto", True, "float32", False, "builtin"),
+    ("auto", True, "float16", False, "builtin"),  # mixed_float16 on a GPU: never native
+    ("auto", True, "float32", True, "einsum"),
+    ("einsum", True, "float16", False, "einsum"),
+    ("builtin", False, "float32", False, "builtin"),
+    ("native", False, "float32", False, "native"),
+])
+def test_grouped_conv_choice_by_device_and_dtype(lib, setting, on_gpu, dtype, jit, expected):
+    assert native.choose_grouped_conv(setting, on_gpu=on_gpu, compute_dtype=dtype,
+                                      jit_compile=jit) == expected
+
+
+@pytest.mark.parametrize("on_gpu, dtype, jit, why", [
+    (True, "float32", False, "a GPU"), (False, "float16", False, "float16"),
+    (False, "float32", True, "jit_compile")])
+def test_explicit_native_refused_where_it_cannot_run(lib, on_gpu, dtype, jit, why):
+    with pytest.raises(ValueError, match=f"grouped_conv=native cannot run with {why}"):
+        native.choose_grouped_conv("native", on_gpu=on_gpu, compute_dtype=dtype,
+                                   jit_compile=jit)
+
+
+def test_compile_picks_builtin_on_a_gpu(tiny_config, monkeypatch):
+    """With a GPU listed (faked), MelGAN.compile puts D's grouped convs on TF's own op."""
+    real = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["/GPU:0"] if kind == "GPU" else real(kind))
+    gan = MelGAN.from_config_dataclass(tiny_config("discriminator.ndf=16",
+                                                   "discriminator.max_channels=64"))
+    gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
+    assert gan.grouped_conv == "builtin"
+    grouped = [getattr(c, "layer", c) for c in conv_layers(gan.discriminator)
+               if getattr(c, "layer", c).groups > 1]
+    assert grouped and all(c.grouped == "builtin" for c in grouped)

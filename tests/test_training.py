@@ -148,3 +148,69 @@ def test_mixed_bfloat16_step_keeps_float32_weights(tiny_config, batch):
     moved = np.abs(ref) > 1e-6
     agree = np.mean(np.sign(ours[moved]) == np.sign(ref[moved]))
     assert moved.mean() > 0.9 and agree > 0.9, (moved.mean(), agree)
+
+
+def test_train_step_with_period_discriminator_and_stft_loss(tiny_config, batch):
+    """Both discriminators' hinge losses in D's update, both feature-matching terms and the
+    MR-STFT term in G's, against a hand-written step."""
+    from tf_melgan.losses import multi_resolution_stft_loss
+    config = tiny_config("discriminator.periods=[2, 3]", "discriminator.period_channels=2",
+                         "loss.lambda_stft=2.0", "loss.stft_resolutions=[[512, 64, 256]]")
+    mel, audio = batch
+    ours, ref = build(config), build(config, seed=1)
+    assert ours.period_discriminator is not None
+    for a, b in zip(ours.weights, ref.weights):
+        b.assign(a)
+    start = [v.numpy() for v in ours.period_discriminator.weights]
+    logs = ours.train_step((mel, audio))
+    G, ds = ref.generator, [ref.discriminator, ref.period_discriminator]
+    d_vars = [v for d in ds for v in d.trainable_variables]
+    with tf.GradientTape() as g_tape:
+        fake = G(mel, training=True)
+        with g_tape.stop_recording():
+            with tf.GradientTape() as d_tape:
+                real_outs = [d(audio) for d in ds]
+                d_loss = sum(tf.reduce_mean(tf.nn.relu(1 - r[-1])) +
+                             tf.reduce_mean(tf.nn.relu(1 + f[-1]))
+                             for d, real_out in zip(ds, real_outs)
+                             for r, f in zip(real_out, d(tf.stop_gradient(fake))))
+            ref.d_optimizer.apply(d_tape.gradient(d_loss, d_vars), d_vars)
+        g_loss = 0.0
+        for d, real_out, n_layers in zip(ds, real_outs, [config.discriminator.n_layers, 4]):
+            fake_out = d(fake)
+            weight = 4.0 / (n_layers + 1) / len(real_out)
+            g_loss += sum(-tf.reduce_mean(f[-1]) for f in fake_out)
+            g_loss += 10.0 * sum(weight * tf.reduce_mean(tf.abs(tf.stop_gradient(a) - b))
+                                 for r, f in zip(real_out, fake_out)
+                                 for a, b in zip(r[:-1], f[:-1]))
+        g_loss += 2.0 * multi_resolution_stft_loss(fake, audio, [[512, 64, 256]])[0]
+    ref.g_optimizer.apply(g_tape.gradient(g_loss, G.trainable_variables), G.trainable_variables)
+    assert np.isclose(float(logs["d_loss"]), float(d_loss), rtol=1e-5)
+    assert np.isclose(float(logs["g_loss"]), float(g_loss), rtol=1e-5)
+    assert float(logs["stft"]) > 0
+    for a, b in zip(ours.weights, ref.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    assert any(not np.array_equal(v.numpy(), s)
+               for v, s in zip(ours.period_discriminator.weights, start))
+
+
+def test_generator_only_step_leaves_the_discriminators_alone(tiny_config, batch):
+    """Before discriminator_start_step: G takes a step on its reconstruction loss alone."""
+    config = tiny_config("discriminator.periods=[2]", "discriminator.period_channels=2",
+                         "loss.lambda_mel=45", "training.discriminator_start_step=10")
+    mel, audio = batch
+    gan = build(config)
+    gan.generator_only = True
+    d_before = [v.numpy() for v in gan.d_variables()]
+    g_before = [v.numpy() for v in gan.generator.weights]
+    with tf.GradientTape() as tape:
+        loss = 45.0 * tf.reduce_mean(tf.abs(gan.log_mel(gan.generator(mel, training=True)) - mel))
+    grads = tape.gradient(loss, gan.generator.trainable_variables)
+    logs = gan.train_step((mel, audio))
+    assert "d_loss" not in logs and np.isclose(float(logs["g_loss"]), float(loss), rtol=1e-5)
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(gan.d_variables(), d_before))
+    # Adam's first step moves every weight with a gradient by ~lr against its sign
+    for v, b, g in zip(gan.generator.trainable_variables, g_before, grads):
+        moved = v.numpy() - b
+        big = np.abs(g.numpy()) > 1e-6
+        assert np.all(np.sign(moved[big]) == -np.sign(g.numpy()[big])), v.path

@@ -189,3 +189,33 @@ def generator_shapes(n_mels=80, ngf=32, n_residual_layers=3, ratios=(8, 8, 2, 2)
         index += 2 + n_residual_layers
     conv(f"model.{index + 2}", 1, channels, 7)
     return shapes
+
+
+class DiscriminatorP(nn.Module):
+    """HiFi-GAN's period discriminator (Kong et al. 2020, jik876/hifi-gan models.py
+    DiscriminatorP), written from the paper's description: reflect-pad the end to a multiple
+    of the period, view [B, 1, T/p, p], Conv2d (5, 1) kernels with stride (3, 1) x 4, then
+    (5, 1) stride 1, then (3, 1) to one channel; padding (k // 2, 0); LeakyReLU(0.1)."""
+
+    def __init__(self, period, channels=(32, 128, 512, 1024, 1024)):
+        super().__init__()
+        self.period = period
+        ins = (1,) + tuple(channels)
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(i, o, (5, 1), (3 if n < 4 else 1, 1), padding=(2, 0))
+             for n, (i, o) in enumerate(zip(ins[:-1], ins[1:]))])
+        self.conv_post = nn.Conv2d(channels[-1], 1, (3, 1), 1, padding=(1, 0))
+
+    def forward(self, x):  # [B, 1, T]
+        b, c, t = x.shape
+        if t % self.period:
+            n_pad = self.period - t % self.period
+            x = F.pad(x, (0, n_pad), "reflect")
+            t += n_pad
+        x = x.view(b, c, t // self.period, self.period)
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            features.append(x)
+        features.append(self.conv_post(x))
+        return features

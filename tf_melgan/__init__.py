@@ -17,12 +17,13 @@ _EXPORTS = {
     "tf_melgan.audio": ["AudioError", "LogMel", "load_audio", "log_mel_numpy", "mel_filters"],
     "tf_melgan.config": ["Config", "ConfigError", "load_config"],
     "tf_melgan.data": ["AudioSource", "DataError", "find_audio_files", "train_dataset"],
-    "tf_melgan.discriminator": ["MultiScaleDiscriminator"],
+    "tf_melgan.discriminator": ["MultiPeriodDiscriminator", "MultiScaleDiscriminator"],
     "tf_melgan.generator": ["Generator"],
-    "tf_melgan.layers": ["ReflectionPad1D", "ResidualBlock", "WeightNormalization"],
+    "tf_melgan.layers": ["ReflectionPad1D", "ResidualBlock", "Snake", "WeightNormalization"],
     "tf_melgan.losses": ["discriminator_loss", "feature_matching_loss", "generator_loss",
                          "mel_l1"],
     "tf_melgan.model": ["MelGAN", "make_optimizer"],
+    "tf_melgan.synthesize": ["Vocoder", "load_vocoder", "synthesize"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

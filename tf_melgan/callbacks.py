@@ -48,13 +48,25 @@ def all_finite(variables) -> bool:
 
 
 def state_variables(gan) -> list:
-    """What a checkpoint holds: G, D and both optimizers' variables."""
-    return (gan.generator.weights + gan.discriminator.weights + gan.g_optimizer.variables
-            + gan.d_optimizer.variables)
+    """What a checkpoint holds: G, the discriminator(s) and both optimizers' variables."""
+    return (gan.generator.weights + [w for d in gan.discriminators for w in d.weights]
+            + gan.g_optimizer.variables + gan.d_optimizer.variables)
 
 
 def _nbytes(variables) -> int:
     return sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size for v in variables)
+
+
+def checkpoint_bytes(manager, variables) -> int:
+    """The size of the next checkpoint: the last one's files (the same variables), else the
+    variables' own bytes."""
+    latest = manager.latest_checkpoint
+    if latest:
+        folder, name = os.path.split(latest)
+        files = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(name + ".")]
+        if files:
+            return sum(os.path.getsize(f) for f in files)
+    return _nbytes(variables)
 
 
 def last_checkpoint_note(manager) -> str:
@@ -77,8 +89,9 @@ def save_checkpoint(manager: tf.train.CheckpointManager, gan, step: int) -> str:
         note = last_checkpoint_note(manager)
         remove_checkpoint_debris(manager.directory)  # the partial save, to free its space
         where = os.path.join(manager.directory, f"ckpt-{step}")
+        need = checkpoint_bytes(manager, variables)
         raise TrainingError(f"cannot save checkpoint {step}: "
-                            f"{describe(e, where, _nbytes(variables))}; {note}") from None
+                            f"{describe(e, where, need)}; {note}") from None
 
 
 class GracefulStop(keras.callbacks.Callback):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tf_melgan.config import Config, load_config
 from tf_melgan.generator import Generator
+from tf_melgan.pretrained import resolve
 
 
 class ModelDirError(ValueError):
@@ -26,6 +27,8 @@ def restore_weights(path: str, **models) -> None:
 
 
 def load_model_config(model_dir: str) -> Config:
+    """The config of a model dir or of a shipped vocoder named `model_dir` ('ljspeech')."""
+    model_dir = resolve(model_dir)
     path = os.path.join(model_dir, "config.yaml")
     if not os.path.isfile(path):
         raise ModelDirError(f"{model_dir} is not a tf-melgan model dir (no config.yaml)")
@@ -33,7 +36,7 @@ def load_model_config(model_dir: str) -> Config:
 
 
 def load_generator(model_dir: str, which: str = "best", fold: bool = True):
-    """Returns (generator, config) from a model dir.
+    """Returns (generator, config) from a model dir, or a shipped vocoder's name.
 
     which: 'best' (best_generator.weights.h5, the lowest validation log-mel L1; falls back
     to the latest checkpoint when there is none yet) or 'latest' (the latest checkpoint).
@@ -41,6 +44,7 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True):
     """
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    model_dir = resolve(model_dir)
     config = load_model_config(model_dir)
     generator = Generator.from_config_dataclass(config.generator, config.audio.n_mels,
                                                 name="generator")

@@ -104,6 +104,10 @@ class GeneratorConfig:
     n_residual_layers: int = 3
     init: str = "pytorch"  # pytorch (what the official code trains from) | normal
     init_stddev: float = 0.02  # for init: normal
+    # Not in the paper: 'snake' replaces every LeakyReLU with x + sin^2(a x) / a, one
+    # trainable a per channel (BigVGAN, Lee et al. 2023, after Ziyin et al. 2020): a
+    # periodic inductive bias.
+    activation: str = "leaky_relu"  # leaky_relu | snake
 
 
 @dataclass
@@ -115,6 +119,17 @@ class DiscriminatorConfig:
     max_channels: int = 1024  # the official code caps channels at 1024
     init: str = "pytorch"
     init_stddev: float = 0.02
+    # How the grouped convs run: auto | native | einsum | builtin. auto = the native CPU op
+    # when training float32 on CPU without XLA, TF's own (cuDNN's) on a GPU, frame +
+    # einsum under XLA (tf_melgan.native.choose_grouped_conv). Same numbers every way.
+    grouped_conv: str = "auto"
+    # Not in the paper (empty = off): HiFi-GAN's multi-period discriminator (Kong et al.
+    # 2020), one sub-discriminator per period p looking at the waveform folded into p
+    # columns, e.g. [2, 3, 5, 7, 11]. Its channels are period_channels * (1, 4, 16, 32, 32)
+    # (HiFi-GAN: 32 * (1, 4, 16, 32, 32)), capped at max_channels; hinge loss and feature
+    # matching like the multi-scale one.
+    periods: List[int] = field(default_factory=list)
+    period_channels: int = 32
 
 
 @dataclass
@@ -124,6 +139,13 @@ class LossConfig:
     # and the real audio, as HiFi-GAN adds. The spectral envelope converges in far fewer
     # steps; configs/demo.yaml uses it.
     lambda_mel: float = 0.0
+    # Not in the paper (0 = off): weight of the multi-resolution STFT loss (spectral
+    # convergence + log-magnitude L1, averaged over resolutions) of Parallel WaveGAN
+    # (Yamamoto et al. 2020) and Multi-band MelGAN (Yang et al. 2021). Resolutions are
+    # [n_fft, hop, win]; theirs: [1024, 120, 600], [2048, 240, 1200], [512, 50, 240].
+    lambda_stft: float = 0.0
+    stft_resolutions: List[List[int]] = field(
+        default_factory=lambda: [[1024, 120, 600], [2048, 240, 1200], [512, 50, 240]])
 
 
 @dataclass
@@ -145,11 +167,16 @@ class TrainingConfig:
     seed: int = 1234
     mixed_precision: str = "none"  # none | auto | mixed_float16 | mixed_bfloat16
     jit_compile: bool = False
+    # Not in the paper (0 = from the start): steps during which only the generator trains,
+    # on its reconstruction losses (lambda_mel, lambda_stft), before the discriminators
+    # start: Parallel WaveGAN's discriminator_train_start_steps, Multi-band MelGAN's
+    # generator pre-training.
+    discriminator_start_step: int = 0
 
 
 @dataclass
 class DataConfig:
-    path: str = ""
+    path: typing.Union[str, List[str]] = ""  # a folder, a file, or a list of them
     validation_clips: int = 8
     eval_segment_length: int = 65536  # held-out clips are cropped/padded to this
     gain_min: float = 0.3
@@ -185,11 +212,16 @@ _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 def _coerce(value, hint, where: str):
     """Checks `value` against a dataclass field type, converting ints to floats."""
     origin = typing.get_origin(hint)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
+    if origin is typing.Union:  # Optional[X], or str | List[str]
+        if value is None and type(None) in typing.get_args(hint):
             return None
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(value, inner, where)
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        for candidate in inner[:-1]:
+            try:
+                return _coerce(value, candidate, where)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], where)
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -403,5 +435,28 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{name}.init must be 'pytorch' or 'normal', got '{section.init}'")
     if config.loss.lambda_feat < 0:
         raise ConfigError("loss.lambda_feat must be >= 0")
-    if config.loss.lambda_mel < 0:
-        raise ConfigError("loss.lambda_mel must be >= 0")
+    for name in ("lambda_mel", "lambda_stft"):
+        if getattr(config.loss, name) < 0:
+            raise ConfigError(f"loss.{name} must be >= 0")
+    for i, res in enumerate(config.loss.stft_resolutions):
+        if len(res) != 3 or min(res) <= 0 or res[2] > res[0]:
+            raise ConfigError(f"loss.stft_resolutions[{i}] must be [n_fft, hop, win] with "
+                              f"positive values and win <= n_fft, got {res}")
+    if config.loss.lambda_stft and not config.loss.stft_resolutions:
+        raise ConfigError("loss.lambda_stft > 0 needs at least one loss.stft_resolutions entry")
+    if any(p < 1 for p in d.periods) or len(set(d.periods)) != len(d.periods):
+        raise ConfigError(f"discriminator.periods must be distinct positive integers, "
+                          f"got {d.periods}")
+    _positive(d.period_channels, "discriminator.period_channels")
+    if d.grouped_conv not in ("auto", "native", "einsum", "builtin"):
+        raise ConfigError(f"discriminator.grouped_conv must be one of auto, native, einsum, "
+                          f"builtin; got '{d.grouped_conv}'")
+    if g.activation not in ("leaky_relu", "snake"):
+        raise ConfigError(f"generator.activation must be 'leaky_relu' or 'snake', "
+                          f"got '{g.activation}'")
+    if t.discriminator_start_step < 0:
+        raise ConfigError("training.discriminator_start_step must be >= 0")
+    if t.discriminator_start_step and not (config.loss.lambda_mel or config.loss.lambda_stft):
+        raise ConfigError("training.discriminator_start_step > 0 trains the generator alone "
+                          "first, which needs a reconstruction loss: set loss.lambda_mel "
+                          "and/or loss.lambda_stft")

@@ -28,9 +28,15 @@ class DataError(ValueError):
     """No usable training data; the message says where we looked and what was wrong."""
 
 
-def find_audio_files(path: str) -> list[str]:
+def find_audio_files(path) -> list[str]:
     """Audio files of an LJ Speech folder (`metadata.csv` + `wavs/`) or, otherwise, every
-    audio file below `path`, sorted."""
+    audio file below `path`, sorted. `path` may be a list of folders / files: their files,
+    in the order given (a file found twice is used once)."""
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise DataError("data.path is an empty list")
+        files = [f for p in path for f in find_audio_files(p)]
+        return list(dict.fromkeys(files))
     if not path:
         raise DataError("no data path given (set data.path in the config or pass --data)")
     if os.path.isfile(path):

@@ -8,6 +8,8 @@ from keras import ops
 from tf_melgan.config import DiscriminatorConfig
 from tf_melgan.layers import ReflectionPad1D, conv1d, conv_layers
 
+PERIOD_CHANNELS = (1, 4, 16, 32, 32)  # HiFi-GAN's DiscriminatorP widths, over channels
+
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class ScaleDiscriminator(keras.layers.Layer):
@@ -103,11 +105,11 @@ class MultiScaleDiscriminator(keras.Model):
             d.build()
         self.built = True
 
-    def use_native_convs(self, enabled=True):
-        """Run the grouped convs with tf_melgan.native's op where it applies (much faster
-        training on CPU). It has no XLA kernel: disable it for jit-compiled functions."""
+    def set_grouped_conv(self, how):
+        """How the grouped convs run: 'einsum', 'native' or 'builtin' (see
+        tf_melgan.native.choose_grouped_conv, which picks it for a device)."""
         for conv in conv_layers(self):
-            getattr(conv, "layer", conv).native = enabled
+            getattr(conv, "layer", conv).grouped = how
 
     def call(self, audio):
         x = ops.expand_dims(ops.cast(audio, self.compute_dtype), -1)
@@ -120,3 +122,86 @@ class MultiScaleDiscriminator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "num_scales": self.num_scales, **self.scale_kwargs}
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class PeriodDiscriminator(keras.layers.Layer):
+    """HiFi-GAN's `DiscriminatorP` (Kong et al. 2020) for one period p: the waveform,
+    reflect-padded to a multiple of p, folded into p columns of every p-th sample; each
+    column goes through the same convs (HiFi-GAN's (k, 1) Conv2d kernels are Conv1D on
+    columns): 4 x Conv(k5, stride 3), Conv(k5), Conv(k3, 1), zero padding k // 2,
+    LeakyReLU(0.1) after all but the last. Returns all outputs, [batch * p, time, channels]."""
+
+    def __init__(self, period, channels=32, max_channels=1024, init="pytorch",
+                 init_stddev=0.02, weight_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.period, self.channels, self.max_channels = period, channels, max_channels
+        self.init, self.init_stddev, self.weight_norm = init, init_stddev, weight_norm
+        opts = dict(weight_norm=weight_norm, init=init, stddev=init_stddev)
+        widths = [min(channels * m, max_channels) for m in PERIOD_CHANNELS] + [1]
+        self.in_channels = [1] + widths[:-1]
+        self.kernels = [5] * 5 + [3]
+        self.convs = [conv1d(c, k, c_in, strides=3 if i < 4 else 1, name=f"layer_{i}", **opts)
+                      for i, (c, c_in, k) in enumerate(zip(widths, self.in_channels,
+                                                           self.kernels))]
+        for j, conv in enumerate(self.convs):  # visible to tf.train.Checkpoint (see Generator)
+            setattr(self, f"layer_{j}", conv)
+
+    def build(self, input_shape=None):
+        for conv, c in zip(self.convs, self.in_channels):
+            conv.build((None, None, c))
+        self.built = True
+
+    def call(self, x):
+        p = self.period
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x = ReflectionPad1D.pad(x, 0, (-length) % p)
+        x = ops.reshape(x, (batch, -1, p))  # [B, T/p, p]: column j holds samples j, j+p, ...
+        x = ops.reshape(ops.transpose(x, (0, 2, 1)), (batch * p, -1, 1))
+        features = []
+        for i, (conv, k) in enumerate(zip(self.convs, self.kernels)):
+            x = conv(ops.pad(x, [[0, 0], [k // 2, k // 2], [0, 0]]))
+            if i < len(self.convs) - 1:
+                x = ops.leaky_relu(x, 0.1)
+            features.append(x)
+        return features
+
+    def get_config(self):
+        return {**super().get_config(), "period": self.period, "channels": self.channels,
+                "max_channels": self.max_channels, "init": self.init,
+                "init_stddev": self.init_stddev, "weight_norm": self.weight_norm}
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class MultiPeriodDiscriminator(keras.Model):
+    """One PeriodDiscriminator per period; the same input and output layout as
+    MultiScaleDiscriminator (a list over periods of lists of feature maps)."""
+
+    def __init__(self, periods=(2, 3, 5, 7, 11), channels=32, max_channels=1024,
+                 init="pytorch", init_stddev=0.02, weight_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.periods = [int(p) for p in periods]
+        self.period_kwargs = dict(channels=channels, max_channels=max_channels, init=init,
+                                  init_stddev=init_stddev, weight_norm=weight_norm)
+        self.discriminators = [PeriodDiscriminator(p, name=f"period_{p}", **self.period_kwargs)
+                               for p in self.periods]
+        for d in self.discriminators:  # visible to tf.train.Checkpoint
+            setattr(self, d.name, d)
+
+    @classmethod
+    def from_config_dataclass(cls, config: DiscriminatorConfig, **kwargs):
+        return cls(periods=config.periods, channels=config.period_channels,
+                   max_channels=config.max_channels, init=config.init,
+                   init_stddev=config.init_stddev, **kwargs)
+
+    def build(self, input_shape=None):
+        for d in self.discriminators:
+            d.build()
+        self.built = True
+
+    def call(self, audio):
+        x = ops.expand_dims(ops.cast(audio, self.compute_dtype), -1)
+        return [d(x) for d in self.discriminators]
+
+    def get_config(self):
+        return {**super().get_config(), "periods": self.periods, **self.period_kwargs}

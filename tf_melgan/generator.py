@@ -6,8 +6,8 @@ import keras
 from keras import ops
 
 from tf_melgan.config import GeneratorConfig
-from tf_melgan.layers import (ReflectionPad1D, ResidualBlock, conv1d, conv1d_transpose,
-                              fold_weight_norm_into)
+from tf_melgan.layers import (ReflectionPad1D, ResidualBlock, Snake, activation_layer, conv1d,
+                              conv1d_transpose, fold_weight_norm_into)
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -17,15 +17,17 @@ class Generator(keras.Model):
     ReflectionPad(3) -> Conv(k7, 2^len(ratios) * ngf); per ratio r: LReLU ->
     ConvTranspose(kernel 2r, stride r, PyTorch padding r//2 + r%2, output_padding r%2),
     halving channels -> residual blocks with dilations 1, 3, 9, ...; LReLU ->
-    ReflectionPad(3) -> Conv(k7, 1) -> tanh.
+    ReflectionPad(3) -> Conv(k7, 1) -> tanh. activation='snake' (not in the paper) puts a
+    Snake with its own per-channel a wherever the paper has a LeakyReLU.
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
-                 init="pytorch", init_stddev=0.02, weight_norm=True, **kwargs):
+                 init="pytorch", init_stddev=0.02, weight_norm=True, activation="leaky_relu",
+                 **kwargs):
         super().__init__(**kwargs)
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
         self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
-        self.init, self.init_stddev = init, init_stddev
+        self.init, self.init_stddev, self.activation = init, init_stddev, activation
         self.hop_length = 1
         for r in self.ratios:
             self.hop_length *= r
@@ -33,17 +35,21 @@ class Generator(keras.Model):
         channels = ngf * 2 ** len(self.ratios)
         self.pad_pre = ReflectionPad1D(3)
         self.conv_pre = conv1d(channels, 7, n_mels, name="conv_pre", **opts)
-        self.upsamplers, self.stages = [], []
+        self.upsamplers, self.stages, self.acts = [], [], []
         for i, r in enumerate(self.ratios):
+            self.acts.append(activation_layer(activation, channels, name=f"act_{i}"))
             channels //= 2
             self.upsamplers.append(conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", **opts))
-            self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}", **opts)
+            self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}",
+                                              activation=activation, **opts)
                                 for j in range(n_residual_layers)])
+        self.act_post = activation_layer(activation, channels, name="act_post")
         self.pad_post = ReflectionPad1D(3)
         self.conv_post = conv1d(1, 7, channels, name="conv_post", **opts)
         # Keras 3 keeps layers held in lists out of tf.train.Checkpoint's object graph;
         # attributes put them in (same layers, same weights and order).
-        for i, (up, blocks) in enumerate(zip(self.upsamplers, self.stages)):
+        for i, (act, up, blocks) in enumerate(zip(self.acts, self.upsamplers, self.stages)):
+            setattr(self, f"act_{i}", act)
             setattr(self, f"up_{i}", up)
             for j, block in enumerate(blocks):
                 setattr(self, f"res_{i}_{j}", block)
@@ -52,23 +58,25 @@ class Generator(keras.Model):
     def from_config_dataclass(cls, config: GeneratorConfig, n_mels: int, **kwargs):
         return cls(n_mels=n_mels, ngf=config.ngf, ratios=config.ratios,
                    n_residual_layers=config.n_residual_layers, init=config.init,
-                   init_stddev=config.init_stddev, **kwargs)
+                   init_stddev=config.init_stddev, activation=config.activation, **kwargs)
 
     def build(self, input_shape=None):
         self.conv_pre.build((None, None, self.n_mels))
         channels = self.ngf * 2 ** len(self.ratios)
-        for up, blocks in zip(self.upsamplers, self.stages):
+        for act, up, blocks in zip(self.acts, self.upsamplers, self.stages):
+            act.build((None, None, channels))
             up.build((None, None, channels))
             channels //= 2
             for block in blocks:
                 block.build((None, None, channels))
+        self.act_post.build((None, None, channels))
         self.conv_post.build((None, None, channels))
         self.built = True
 
     def call(self, mel, training=False):
         x = self.conv_pre(self.pad_pre(mel))
-        for r, up, blocks in zip(self.ratios, self.upsamplers, self.stages):
-            x = up(ops.leaky_relu(x, 0.2))
+        for r, act, up, blocks in zip(self.ratios, self.acts, self.upsamplers, self.stages):
+            x = up(act(x))
             # 'valid' transposed conv gives frames * r + r samples; PyTorch's padding
             # r//2 + r%2 with output_padding r%2 keeps frames * r of them from this offset.
             # Sliced from both ends, with no shape arithmetic (which would leave dynamic
@@ -77,7 +85,7 @@ class Generator(keras.Model):
             x = x[:, start:start - r or None]
             for block in blocks:
                 x = block(x)
-        x = self.conv_post(self.pad_post(ops.leaky_relu(x, 0.2)))
+        x = self.conv_post(self.pad_post(self.act_post(x)))
         return ops.cast(ops.tanh(x)[..., 0], "float32")
 
     def compute_output_shape(self, input_shape):
@@ -88,7 +96,7 @@ class Generator(keras.Model):
         return {**super().get_config(), "n_mels": self.n_mels, "ngf": self.ngf,
                 "ratios": self.ratios, "n_residual_layers": self.n_residual_layers,
                 "init": self.init, "init_stddev": self.init_stddev,
-                "weight_norm": self.weight_norm}
+                "weight_norm": self.weight_norm, "activation": self.activation}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,
@@ -99,4 +107,12 @@ class Generator(keras.Model):
         config.update(weight_norm=False, name=f"{self.name}_folded")
         plain = Generator.from_config(config)
         plain.build((None, None, self.n_mels))
+        for source, target in zip(self.snakes(), plain.snakes()):
+            target.set_weights(source.get_weights())
         return fold_weight_norm_into(self, plain)
+
+    def snakes(self):
+        """The Snake layers (activation='snake'), in a fixed order; none otherwise."""
+        acts = list(self.acts) + [a for blocks in self.stages for b in blocks
+                                  for a in (b.act_1, b.act_2)] + [self.act_post]
+        return [a for a in acts if isinstance(a, Snake)]

@@ -31,12 +31,13 @@ class Conv1D(keras.layers.Conv1D):
     - A dilated conv is one Conv2D with dilations (oneDNN and XNNPACK run it directly);
       Keras' path, tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace.
     - The bias is a BiasAdd, which grappler fuses into the conv with a following LeakyRelu.
-    - The grouped case runs `grouped_conv1d`, or the native op (tf_melgan.native) when
-      `native` is set (MelGAN.compile sets it on the discriminator unless jit-compiling:
-      the op has no XLA kernel) and the op supports the shapes.
+    - The grouped case runs as `grouped` says (tf_melgan.native.choose_grouped_conv):
+      'einsum' (`grouped_conv1d`), 'native' (the native op, where it supports the shapes,
+      else einsum) or 'builtin' (TF's grouped conv, cuDNN's on a GPU). MelGAN.compile sets
+      it on the discriminator for the device it trains on.
     """
 
-    native = False  # runtime choice, not part of the config
+    grouped = "einsum"  # a runtime choice (device, XLA), not part of the config
 
     def convolution_op(self, inputs, kernel):
         if self.padding != "valid":
@@ -46,8 +47,11 @@ class Conv1D(keras.layers.Conv1D):
                                 dilations=self.dilation_rate[0])
         if self.dilation_rate != (1,):
             raise ValueError("grouped Conv1D supports dilation 1 only")
-        if self.native and native.supports(inputs.shape[-1], self.filters, self.groups,
-                                           inputs.dtype) and native.load() is not None:
+        if self.grouped == "builtin":
+            return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID")
+        if self.grouped == "native" and native.supports(
+                inputs.shape[-1], self.filters, self.groups, inputs.dtype) \
+                and native.load() is not None:
             return native.grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
         return grouped_conv1d(inputs, kernel, self.strides[0], self.groups)
 
@@ -200,12 +204,17 @@ class ReflectionPad1D(keras.layers.Layer):
         self.padding = int(padding)
 
     def call(self, x):
+        return self.pad(x, self.padding, self.padding)
+
+    @staticmethod
+    def pad(x, left, right):
+        """Reflects `left` / `right` samples (tensors allowed) at each end of axis 1."""
         # Gathers + concat rather than MirrorPad: the same numbers, faster on CPU, and a
         # too-short input is still an error (an out-of-range gather index) as with MirrorPad.
-        p, length = self.padding, tf.shape(x)[1]
-        left = tf.gather(x, tf.range(p, 0, -1), axis=1)
-        right = tf.gather(x, tf.range(length - 2, length - 2 - p, -1), axis=1)
-        return tf.concat([left, x, right], axis=1)
+        length = tf.shape(x)[1]
+        before = tf.gather(x, tf.range(left, 0, -1), axis=1)
+        after = tf.gather(x, tf.range(length - 2, length - 2 - right, -1), axis=1)
+        return tf.concat([before, x, after], axis=1)
 
     def compute_output_shape(self, s):
         return (s[0], None if s[1] is None else s[1] + 2 * self.padding, s[2])
@@ -215,30 +224,70 @@ class ReflectionPad1D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
+class Snake(keras.layers.Layer):
+    """x + sin^2(a x) / a on [..., channels], one trainable a per channel, starting at 1:
+    BigVGAN's periodic activation (Lee et al. 2023; Ziyin et al. 2020). Builtin ops only
+    (SIN, MUL, ADD), so it converts to LiteRT as is."""
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+
+    def build(self, input_shape=None):
+        self.alpha = self.add_weight(name="alpha", shape=(self.channels,), initializer="ones")
+        self.built = True
+
+    def call(self, x):
+        a = ops.cast(self.alpha, x.dtype)
+        return x + ops.square(ops.sin(a * x)) / (a + 1e-9)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+ACTIVATIONS = ("leaky_relu", "snake")
+
+
+def activation_layer(kind, channels, name=None):
+    """The generator's nonlinearity: LeakyReLU(0.2) (the paper) or Snake."""
+    if kind == "leaky_relu":
+        return keras.layers.LeakyReLU(0.2, name=name)
+    if kind == "snake":
+        return Snake(channels, name=name)
+    raise ValueError(f"unknown activation '{kind}', expected one of {ACTIVATIONS}")
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
 class ResidualBlock(keras.layers.Layer):
     """x + block(x) with a learned 1x1 shortcut, as the official `ResnetBlock`:
-    block = LReLU -> ReflectionPad(d) -> Conv(k3, dilation d) -> LReLU -> Conv(k1)."""
+    block = act -> ReflectionPad(d) -> Conv(k3, dilation d) -> act -> Conv(k1), act being
+    LeakyReLU(0.2) (the paper) or Snake (`activation='snake'`)."""
 
     def __init__(self, channels, dilation, weight_norm=True, init="pytorch", stddev=0.02,
-                 **kwargs):
+                 activation="leaky_relu", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.dilation = channels, dilation
         self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
+        self.activation = activation
         opts = dict(weight_norm=weight_norm, init=init, stddev=stddev)
+        self.act_1 = activation_layer(activation, channels)
         self.pad = ReflectionPad1D(dilation)
         self.conv_dilated = conv1d(channels, 3, channels, dilation_rate=dilation, **opts)
+        self.act_2 = activation_layer(activation, channels)
         self.conv_1x1 = conv1d(channels, 1, channels, **opts)
         self.shortcut = conv1d(channels, 1, channels, **opts)
 
     def build(self, input_shape):
+        self.act_1.build(input_shape)
         self.conv_dilated.build((None, None, input_shape[-1]))
+        self.act_2.build((None, None, self.channels))
         self.conv_1x1.build((None, None, self.channels))
         self.shortcut.build((None, None, input_shape[-1]))
         self.built = True
 
     def call(self, x):
-        y = self.conv_dilated(self.pad(ops.leaky_relu(x, 0.2)))
-        y = self.conv_1x1(ops.leaky_relu(y, 0.2))
+        y = self.conv_dilated(self.pad(self.act_1(x)))
+        y = self.conv_1x1(self.act_2(y))
         return self.shortcut(x) + y
 
     def compute_output_shape(self, s):
@@ -246,4 +295,5 @@ class ResidualBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "dilation": self.dilation,
-                "weight_norm": self.weight_norm, "init": self.init, "stddev": self.stddev}
+                "weight_norm": self.weight_norm, "init": self.init, "stddev": self.stddev,
+                "activation": self.activation}

@@ -49,6 +49,29 @@ def generator_loss(real_outputs, fake_outputs, n_layers, lambda_feat=10.0):
     return adv + lambda_feat * fm, adv, fm
 
 
+def stft_magnitude(audio, n_fft, hop, win):
+    """|STFT| of [batch, samples]: periodic Hann window of `win` samples, reflect-padded by
+    n_fft // 2 (torch.stft(center=True) as Parallel WaveGAN calls it), floored at 1e-7 in
+    power as theirs. [batch, frames, n_fft // 2 + 1]."""
+    audio = _f32(audio)
+    real, imag = ops.stft(audio, win, hop, n_fft, window="hann", center=True)
+    return ops.sqrt(ops.maximum(real * real + imag * imag, 1e-7))
+
+
+def multi_resolution_stft_loss(fake, real, resolutions):
+    """Parallel WaveGAN's auxiliary loss (Yamamoto et al. 2020, eq. 4-6), averaged over
+    resolutions [n_fft, hop, win]: spectral convergence ||S_real - S_fake||_F / ||S_real||_F
+    (per batch, as theirs) + mean|log S_real - log S_fake|. Returns (total, sc, log_mag)."""
+    sc, mag = 0.0, 0.0
+    for n_fft, hop, win in resolutions:
+        s_fake = stft_magnitude(fake, n_fft, hop, win)
+        s_real = ops.stop_gradient(stft_magnitude(real, n_fft, hop, win))
+        sc += ops.sqrt(ops.sum(ops.square(s_real - s_fake))) / ops.sqrt(ops.sum(ops.square(s_real)))
+        mag += ops.mean(ops.abs(ops.log(s_real) - ops.log(s_fake)))
+    sc, mag = sc / len(resolutions), mag / len(resolutions)
+    return sc + mag, sc, mag
+
+
 def mel_l1(mel_a, mel_b):
     """Mean absolute difference of two log-mels: the official model-selection criterion."""
     return ops.mean(ops.abs(_f32(mel_a) - _f32(mel_b)))

@@ -7,9 +7,11 @@ import tensorflow as tf
 
 from tf_melgan.audio import LogMel
 from tf_melgan.config import Config
-from tf_melgan.discriminator import MultiScaleDiscriminator
+from tf_melgan.discriminator import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from tf_melgan.generator import Generator
-from tf_melgan.losses import discriminator_loss, generator_loss, mel_l1
+from tf_melgan.native import choose_grouped_conv
+from tf_melgan.losses import (discriminator_loss, generator_loss, mel_l1,
+                              multi_resolution_stft_loss)
 
 
 def make_optimizer(opt_config, mixed_float16=False):
@@ -27,17 +29,29 @@ class MelGAN(keras.Model):
     audio and the detached fake; score the *same* fake with the updated D for the
     generator's hinge + lambda_feat * feature-matching loss, the real features coming from
     the pass made before the D update. Data are (mel [B, frames, n_mels], audio [B, samples]).
-    With lambda_mel > 0 (not in the paper) the generator's loss also gets
-    lambda_mel * mean|log_mel(G(s)) - s|.
+
+    Opt-in additions (not in the paper, each a config key): lambda_mel * mean|log_mel(G(s))
+    - s| and lambda_stft * the multi-resolution STFT loss in the generator's loss; a
+    MultiPeriodDiscriminator beside the multi-scale one (its hinge and feature-matching
+    terms added to each loss, updated with D's optimizer); `generator_only` (set by the
+    training loop before discriminator_start_step): G trains on those reconstruction
+    losses alone and D is not run.
     """
 
     def __init__(self, generator: Generator, discriminator: MultiScaleDiscriminator,
                  log_mel: LogMel, lambda_feat: float = 10.0, lambda_mel: float = 0.0,
+                 period_discriminator: MultiPeriodDiscriminator | None = None,
+                 lambda_stft: float = 0.0, stft_resolutions=(), grouped_conv: str = "auto",
                  **kwargs):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
+        self.period_discriminator = period_discriminator
         self.lambda_feat, self.lambda_mel = lambda_feat, lambda_mel
+        self.lambda_stft, self.stft_resolutions = lambda_stft, [list(r) for r in stft_resolutions]
         self.n_layers_d = discriminator.scale_kwargs["n_layers"]
+        self.generator_only = False
+        self.grouped_conv_setting = grouped_conv
+        self.grouped_conv = None  # what compile() chose
 
     @classmethod
     def from_config_dataclass(cls, config: Config) -> "MelGAN":
@@ -47,18 +61,37 @@ class MelGAN(keras.Model):
                                                           name="discriminator")
         g.build((None, None, config.audio.n_mels))
         d.build()
-        return cls(g, d, LogMel(config.audio), lambda_feat=config.loss.lambda_feat,
-                   lambda_mel=config.loss.lambda_mel)
+        p = None
+        if config.discriminator.periods:
+            p = MultiPeriodDiscriminator.from_config_dataclass(config.discriminator,
+                                                               name="period_discriminator")
+            p.build()
+        loss = config.loss
+        return cls(g, d, LogMel(config.audio), lambda_feat=loss.lambda_feat,
+                   lambda_mel=loss.lambda_mel, period_discriminator=p,
+                   lambda_stft=loss.lambda_stft, stft_resolutions=loss.stft_resolutions,
+                   grouped_conv=config.discriminator.grouped_conv)
+
+    @property
+    def discriminators(self):
+        """The discriminator models in use: the multi-scale one, then the multi-period one."""
+        return [d for d in (self.discriminator, self.period_discriminator) if d is not None]
+
+    def d_variables(self):
+        return [v for d in self.discriminators for v in d.trainable_variables]
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(**kwargs)
-        # The discriminator's grouped convs: the native op, unless the step is XLA-compiled.
-        self.discriminator.use_native_convs(not self.jit_compile)
+        # The discriminator's grouped convs, for the device and compilation of the step.
+        self.grouped_conv = choose_grouped_conv(
+            self.grouped_conv_setting, on_gpu=bool(tf.config.list_logical_devices("GPU")),
+            compute_dtype=self.discriminator.compute_dtype, jit_compile=bool(self.jit_compile))
+        self.discriminator.set_grouped_conv(self.grouped_conv)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         # Build the slots now, not inside the first traced (maybe distributed) step.
         g_optimizer.build(self.generator.trainable_variables)
-        d_optimizer.build(self.discriminator.trainable_variables)
-        names = ["d_loss", "g_loss", "g_adv", "feature_matching", "mel_l1"]
+        d_optimizer.build(self.d_variables())
+        names = ["d_loss", "g_loss", "g_adv", "feature_matching", "mel_l1", "stft"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @property
@@ -87,33 +120,56 @@ class MelGAN(keras.Model):
         # itself does outside a tf.distribute scope.
         return
 
+    def _d_outputs(self, audio):
+        return [d(audio, training=True) for d in self.discriminators]
+
+    def _reconstruction(self, fake, mel, audio):
+        """lambda_mel * mel L1 + lambda_stft * MR-STFT, and the two terms for logging."""
+        loss, l1, stft = 0.0, None, 0.0
+        if self.lambda_mel:
+            l1 = mel_l1(self.log_mel(fake), mel)
+            loss += self.lambda_mel * l1
+        if self.lambda_stft:
+            stft = multi_resolution_stft_loss(fake, audio, self.stft_resolutions)[0]
+            loss += self.lambda_stft * stft
+        return loss, l1, stft
+
     def train_step(self, data):
         mel, audio = data
         # Gradients are summed over replicas, so each replica's loss is divided by their number.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        g_vars = self.generator.trainable_variables
-        d_vars = self.discriminator.trainable_variables
+        g_vars, d_vars = self.generator.trainable_variables, self.d_variables()
+        n_layers = [self.n_layers_d, 4]  # MPD: 4 strided convs, the same FM weighting
+        values = {}
         with tf.GradientTape() as g_tape:
             fake = self.generator(mel, training=True)
-            with g_tape.stop_recording():
-                with tf.GradientTape() as d_tape:
-                    real_out = self.discriminator(audio, training=True)
-                    fake_out = self.discriminator(tf.stop_gradient(fake), training=True)
-                    d_loss = discriminator_loss(real_out, fake_out)
-                    scaled = self.d_optimizer.scale_loss(d_loss / replicas)
-                self.d_optimizer.apply(d_tape.gradient(scaled, d_vars), d_vars)
-            fake_out = self.discriminator(fake, training=True)  # the updated D
-            g_loss, g_adv, fm = generator_loss(real_out, fake_out, self.n_layers_d,
-                                               self.lambda_feat)
-            if self.lambda_mel:
-                l1 = mel_l1(self.log_mel(fake), mel)
-                g_loss += self.lambda_mel * l1
+            if not self.generator_only:
+                with g_tape.stop_recording():
+                    with tf.GradientTape() as d_tape:
+                        real_outs = self._d_outputs(audio)
+                        fake_outs = self._d_outputs(tf.stop_gradient(fake))
+                        d_loss = sum(discriminator_loss(r, f)
+                                     for r, f in zip(real_outs, fake_outs))
+                        scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+                    self.d_optimizer.apply(d_tape.gradient(scaled, d_vars), d_vars)
+                fake_outs = self._d_outputs(fake)  # the updated D
+                g_loss, g_adv, fm = 0.0, 0.0, 0.0
+                for r, f, n in zip(real_outs, fake_outs, n_layers):
+                    total, adv, feat = generator_loss(r, f, n, self.lambda_feat)
+                    g_loss, g_adv, fm = g_loss + total, g_adv + adv, fm + feat
+                values.update(d_loss=d_loss, g_adv=g_adv, feature_matching=fm)
+            else:
+                g_loss = 0.0
+            reconstruction, l1, stft = self._reconstruction(fake, mel, audio)
+            g_loss += reconstruction
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         self.g_optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
-        if not self.lambda_mel:
+        if l1 is None:
             l1 = mel_l1(self.log_mel(tf.stop_gradient(fake)), mel)
-        return self._record(d_loss=d_loss, g_loss=g_loss, g_adv=g_adv, feature_matching=fm,
-                            mel_l1=l1)
+        values.update(g_loss=g_loss, mel_l1=l1)
+        if self.lambda_stft:
+            values["stft"] = stft
+        return self._record(**values)
 
     def test_step(self, data):
         mel, _ = data

@@ -107,6 +107,39 @@ def supports(in_channels, out_channels, groups, dtype="float32"):
             and (cog % 16 == 0 or (cig == cog and 16 % cog == 0)))
 
 
+GROUPED_CONV_CHOICES = ("auto", "native", "einsum", "builtin")
+
+
+def choose_grouped_conv(setting="auto", *, on_gpu=False, compute_dtype="float32",
+                        jit_compile=False):
+    """How the discriminator's grouped convs run (config discriminator.grouped_conv):
+
+    - 'native': this module's op (CPU kernels, float32 only, no XLA kernel);
+    - 'einsum': frame + einsum (layers.grouped_conv1d), any device and dtype, fast under XLA;
+    - 'builtin': TF's own grouped conv, which cuDNN runs natively on GPUs (on CPU its
+      gradients are slow);
+    - 'auto': einsum under XLA, builtin on a GPU, native on CPU in float32 when it builds,
+      else einsum. Raises ValueError for an explicit choice that cannot run.
+    """
+    if setting not in GROUPED_CONV_CHOICES:
+        raise ValueError(f"grouped_conv must be one of {GROUPED_CONV_CHOICES}, got '{setting}'")
+    float32 = tf.as_dtype(compute_dtype) == tf.float32
+    if setting == "auto":
+        if jit_compile:
+            return "einsum"
+        if on_gpu:
+            return "builtin"
+        return "native" if float32 and load() is not None else "einsum"
+    if setting == "native":
+        why = ("jit_compile (the op has no XLA kernel)" if jit_compile else
+               "a GPU (the op has CPU kernels only)" if on_gpu else
+               f"{compute_dtype} (the op is float32 only)" if not float32 else
+               "no native op (see the warning above)" if load() is None else None)
+        if why:
+            raise ValueError(f"discriminator.grouped_conv=native cannot run with {why}")
+    return setting
+
+
 def grouped_conv1d(x, kernel, stride, groups):
     """'valid' grouped conv [B, T, C_in] * [k, C_in/groups, C_out] -> [B, T', C_out] with
     the native op and its gradients. `load()` must not be None."""

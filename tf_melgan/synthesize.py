@@ -199,8 +199,10 @@ def _load_tflite(path):
 
 
 def load_vocoder(path: str, which: str = "best") -> Vocoder:
-    """Loads a model dir, a SavedModel dir or a .tflite file. Raises SynthesisError."""
-    path = os.fspath(path)
+    """Loads a model dir, a shipped vocoder by name ('ljspeech'), a SavedModel dir or a
+    .tflite file. Raises SynthesisError."""
+    from tf_melgan.pretrained import resolve
+    path = resolve(path)
     if not os.path.exists(path):
         raise SynthesisError(f"{path}: no such file or directory")
     if os.path.isdir(path):

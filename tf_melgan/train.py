@@ -83,24 +83,32 @@ def set_precision(mode: str):
 
 
 ARCHITECTURE = {"audio": ["n_mels"],
-                "generator": ["ngf", "ratios", "n_residual_layers"],
+                "generator": ["ngf", "ratios", "n_residual_layers", "activation"],
                 "discriminator": ["num_scales", "ndf", "n_layers", "downsampling",
-                                  "max_channels"]}
+                                  "max_channels", "periods", "period_channels"]}
 
 
 def init_checkpoint(config, init_from: str) -> str:
-    """The latest checkpoint of `init_from`, checked to have `config`'s architecture."""
+    """What to start from in `init_from` (a model dir or a shipped vocoder's name), checked
+    to have `config`'s architecture: its latest checkpoint (G and D), or, for a dir with
+    only a generator (a shipped vocoder), its best_generator.weights.h5."""
     import tensorflow as tf
 
     from tf_melgan.checkpoint import load_model_config
+    from tf_melgan.pretrained import resolve
+    init_from = resolve(init_from)
     path = tf.train.latest_checkpoint(os.path.join(init_from, "checkpoints"))
     if path is None:
-        raise SystemExit(f"--init_from {init_from}: no checkpoint in {init_from}/checkpoints")
+        path = os.path.join(init_from, "best_generator.weights.h5")
+        if not os.path.isfile(path):
+            raise SystemExit(f"--init_from {init_from}: no checkpoint in "
+                             f"{init_from}/checkpoints and no best_generator.weights.h5")
     other = load_model_config(init_from)
     differ = [f"{section}.{name}: {getattr(getattr(other, section), name)} there, "
               f"{getattr(getattr(config, section), name)} here"
               for section, names in ARCHITECTURE.items() for name in names
-              if getattr(getattr(other, section), name) != getattr(getattr(config, section), name)]
+              if getattr(getattr(other, section), name) != getattr(getattr(config, section), name)
+              and (section != "discriminator" or not path.endswith(".h5"))]
     if differ:
         raise SystemExit(f"--init_from {init_from}: different architecture ({'; '.join(differ)})")
     if other.audio != config.audio:
@@ -205,7 +213,6 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from) -> dict:
                                 validation_audio, validation_dataset, warn_short_clips)
     from tf_melgan.checkpoint import remove_checkpoint_debris, restore_weights
     from tf_melgan.model import MelGAN, make_optimizer
-    from tf_melgan import native
 
     t = config.training
     chief = is_chief(strategy)
@@ -239,15 +246,19 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from) -> dict:
     with strategy.scope():
         gan = MelGAN.from_config_dataclass(config)
         fp16 = precision == "mixed_float16"
-        gan.compile(make_optimizer(config.g_optimizer, fp16),
-                    make_optimizer(config.d_optimizer, fp16), jit_compile=t.jit_compile)
+        try:
+            gan.compile(make_optimizer(config.g_optimizer, fp16),
+                        make_optimizer(config.d_optimizer, fp16), jit_compile=t.jit_compile)
+        except ValueError as e:  # an explicit grouped_conv that cannot run here
+            raise SystemExit(f"config error: {e}") from None
+        extra = {"period_discriminator": gan.period_discriminator} \
+            if gan.period_discriminator is not None else {}
         checkpoint = tf.train.Checkpoint(generator=gan.generator,
                                          discriminator=gan.discriminator,
                                          g_optimizer=gan.g_optimizer,
-                                         d_optimizer=gan.d_optimizer)
-    log.info("discriminator grouped convs: %s", "frame + einsum (XLA)" if t.jit_compile else
-             "native op (where the shapes allow)" if native.load() is not None
-             else "frame + einsum (no native op)")
+                                         d_optimizer=gan.d_optimizer, **extra)
+    log.info("discriminator grouped convs: %s (discriminator.grouped_conv=%s)",
+             gan.grouped_conv, config.discriminator.grouped_conv)
     # Non-chief workers must take part in saving but write to a scratch directory.
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     if not chief:
@@ -259,11 +270,17 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from) -> dict:
         if latest:
             checkpoint.restore(latest).expect_partial()
             log.info("resumed from %s", latest)
+        elif init_source and init_source.endswith(".h5"):
+            gan.generator.load_weights(init_source)
+            log.info("initialised the generator from %s; the discriminators start fresh",
+                     init_source)
         elif init_source:
-            restore_weights(init_source, generator=gan.generator,
-                            discriminator=gan.discriminator)
-            log.info("initialised generator and discriminator from %s", init_source)
-    except (ValueError, AssertionError, tf.errors.OpError) as e:
+            models = {"generator": gan.generator, "discriminator": gan.discriminator}
+            if gan.period_discriminator is not None:
+                models["period_discriminator"] = gan.period_discriminator
+            restore_weights(init_source, **models)
+            log.info("initialised generator and discriminator(s) from %s", init_source)
+    except (ValueError, OSError, AssertionError, tf.errors.OpError) as e:
         raise TrainingError(f"cannot restore {latest or init_source}: {one_line(e)}") from None
     step = int(gan.g_optimizer.iterations.numpy())
     if chief:  # training can start: tidy up after killed runs, then record the config
@@ -297,11 +314,21 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from) -> dict:
                 epochs, steps_per_epoch = epoch + 1, t.steps_per_epoch - into_epoch
             else:
                 epochs, steps_per_epoch = -(-t.steps // t.steps_per_epoch), t.steps_per_epoch
+            # Before discriminator_start_step only G trains; the step function is retraced
+            # when that changes.
+            generator_only = step < t.discriminator_start_step
+            if generator_only != gan.generator_only or gan.train_function is None:
+                gan.generator_only = generator_only
+                gan.make_train_function(force=True)
+                log.info("step %d: training %s", step, "the generator alone (until step "
+                         f"{t.discriminator_start_step})" if generator_only
+                         else "generator and discriminator(s)")
+            stop = t.discriminator_start_step if generator_only else t.steps
             data = strategy.distribute_datasets_from_function(
                 lambda ctx, start=step: train_dataset(train_source, config, start, ctx))
             result = gan.fit(data, initial_epoch=epoch, epochs=epochs,
                              steps_per_epoch=steps_per_epoch, validation_data=val_ds,
-                             callbacks=callbacks + [StopAt(gan, t.steps)], verbose=verbose)
+                             callbacks=callbacks + [StopAt(gan, stop)], verbose=verbose)
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
             step = int(gan.g_optimizer.iterations.numpy())

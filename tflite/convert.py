@@ -94,9 +94,11 @@ def log(msg: str):
 
 # ---------------------------------------------------------------- data: real log-mels
 
-def resolve_data_path(path: str, model_dir: str) -> str:
+def resolve_data_path(path, model_dir: str):
     """A config's data.path may be relative to where training ran: try the cwd, the model
-    dir and the repo root."""
+    dir and the repo root. A list of paths: each resolved."""
+    if isinstance(path, (list, tuple)) and path:
+        return [resolve_data_path(p, model_dir) for p in path]
     if not path:
         raise ConversionError("the model's config has no data.path: pass --data")
     candidates = [path] if os.path.isabs(path) else [

@@ -1,0 +1,29 @@
+"""Vocoders shipped inside the package, addressable by name wherever a model dir is taken.
+
+Each is a model dir of its own (config.yaml, best_generator.weights.h5, best.json) below
+this folder, plus card.json: what it was trained on, for how long, and its held-out scores
+(the model card in the README says the same).
+"""
+
+from __future__ import annotations
+
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAMES = ("ljspeech",)
+
+
+def path(name: str) -> str:
+    """The model dir of a shipped vocoder."""
+    if name not in NAMES:
+        raise KeyError(f"no shipped vocoder named '{name}' (shipped: {', '.join(NAMES)})")
+    return os.path.join(HERE, name)
+
+
+def resolve(model: str) -> str:
+    """`model` itself when it exists on disk, else the model dir of the shipped vocoder of
+    that name; an unknown name is returned as is (the caller's 'no such dir' error names it)."""
+    model = os.fspath(model)
+    if os.path.exists(model) or model not in NAMES:
+        return model
+    return path(model)
