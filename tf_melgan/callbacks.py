@@ -96,7 +96,7 @@ def save_checkpoint(manager: tf.train.CheckpointManager, gan, step: int) -> str:
 
 class GracefulStop(keras.callbacks.Callback):
     """First Ctrl-C / SIGTERM: finish the current step, then stop (the caller saves).
-    A second Ctrl-C interrupts at once."""
+    A second Ctrl-C aborts at once: one line on stderr, status 130, no traceback."""
 
     def __init__(self):
         super().__init__()
