@@ -13,6 +13,10 @@ only). After every kill the model dir is inspected from this process:
   corrupt  files that do not load: config.yaml, best.json, best_generator.weights.h5 (as
            synthesize loads it), every checkpoint listed in checkpoints/checkpoint (read in
            full, checked finite), samples/*.wav;
+  stale    checkpoints still listed whose index is gone: TensorFlow's manager records the
+           list before it deletes the oldest checkpoint and again after, so a kill in between
+           leaves the old name listed (never the latest; the next save drops it) and maybe
+           its data file (debris);
   debris   what the cut-off writes left (tf_melgan.atomic temporaries, ckpt-N_temp/,
            orphaned checkpoint files): the next start must remove it;
   lost     steps finished before the kill minus the step of the newest listed checkpoint.
@@ -116,7 +120,8 @@ def removed_count(log_path):
 
 
 def inspect(model_dir):
-    """(newest listed checkpoint step or None, corrupt files, debris) of a model dir."""
+    """(newest listed checkpoint step or None, corrupt files, debris, stale list entries)
+    of a model dir."""
     import numpy as np
     import soundfile as sf
     import tensorflow as tf
@@ -152,22 +157,27 @@ def inspect(model_dir):
             if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 assert np.all(np.isfinite(value)), f"{name} not finite"
 
+    stale = []
     for prefix in listed:
-        check(os.path.relpath(prefix, model_dir), lambda p=prefix: read_all(p))
+        if not os.path.exists(prefix + ".index"):  # swept, the list not yet rewritten
+            stale.append(os.path.relpath(prefix, model_dir))
+        else:
+            check(os.path.relpath(prefix, model_dir), lambda p=prefix: read_all(p))
     for name in sorted(os.listdir(path("samples"))) if os.path.isdir(path("samples")) else []:
         if name.endswith(".wav"):
             check(f"samples/{name}", lambda n=name: sf.read(path("samples", n)))
+    newest_prefix = listed[-1] if listed else None
     for folder in (model_dir, ckpt_dir, path("samples")):
         if os.path.isdir(folder):
             for name in os.listdir(folder):
                 prefix = os.path.join(folder, name.split(".")[0])
                 if name.startswith(TMP_PREFIX) or name.endswith("_temp") or \
                         name.startswith("checkpoint.tmp") or (
-                        name.startswith("ckpt-") and prefix not in listed
+                        name.startswith("ckpt-") and prefix != newest_prefix
                         and not is_complete_checkpoint(prefix)):
                     debris.append(os.path.relpath(os.path.join(folder, name), model_dir))
     newest = int(listed[-1].rsplit("-", 1)[1]) if listed else None
-    return newest, corrupt, sorted(debris)
+    return newest, corrupt, sorted(debris), stale
 
 
 def main(argv=None):
@@ -215,12 +225,12 @@ def main(argv=None):
                 if line.startswith("STEP "):
                     done = int(line.split()[1])
             proc.wait()
-            newest, corrupt, debris = inspect(model_dir)
+            newest, corrupt, debris, stale = inspect(model_dir)
             done = first if done is None else done
             trial.update({"kill_after_first_step_s": round(delay, 2), "steps_done": done,
                           "newest_checkpoint": newest,
                           "lost_steps": done - (newest or 0),
-                          "corrupt": corrupt, "debris": debris})
+                          "corrupt": corrupt, "debris": debris, "stale_list_entries": stale})
             expected, previous_debris = newest, debris
         trials.append(trial)
         print(json.dumps(trial), flush=True)
@@ -235,6 +245,7 @@ def main(argv=None):
                        "checkpoint_every": 3},
         "corrupt_files": sum(len(t["corrupt"]) for t in kills),
         "kills_that_left_debris": sum(bool(t["debris"]) for t in kills),
+        "stale_list_entries": sum(len(t["stale_list_entries"]) for t in kills),
         "debris_left_after_restart": sum(
             len(t["debris_before"]) - t["removed_on_start"] for t in trials[1:]),
         "final_run_exit": trials[-1]["exit"],

@@ -22,6 +22,9 @@ def test_debris_of_interrupted_saves_is_removed_and_checkpoints_kept(tmp_path):
     manager.save(checkpoint_number=2)
     v.assign_add(tf.ones(1000))
     checkpoint.write(os.path.join(ckpt_dir, "ckpt-3"))  # complete, never listed: kept
+    manager.save(checkpoint_number=7)  # a kill while the manager swept an old checkpoint:
+    os.remove(os.path.join(ckpt_dir, "ckpt-7.index"))  # still listed, index already gone
+    manager.save(checkpoint_number=8)
     # The debris: a staging folder, an empty index with its data, a temporary state file.
     os.makedirs(os.path.join(ckpt_dir, "ckpt-4_temp"))
     with open(os.path.join(ckpt_dir, "ckpt-4_temp", "part-00000-of-00001.index"), "wb") as f:
@@ -37,13 +40,14 @@ def test_debris_of_interrupted_saves_is_removed_and_checkpoints_kept(tmp_path):
     removed = remove_checkpoint_debris(ckpt_dir)
     assert sorted(os.path.basename(p) for p in removed) == [
         "checkpoint.tmp0123abcd", "ckpt-4_temp", "ckpt-5.data-00000-of-00001", "ckpt-5.index",
-        "ckpt-6.data-00000-of-00001"]
+        "ckpt-6.data-00000-of-00001", "ckpt-7.data-00000-of-00001"]
     assert sorted(os.listdir(ckpt_dir)) == [
         "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index",
         "ckpt-2.data-00000-of-00001", "ckpt-2.index",
-        "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
-    assert tf.train.latest_checkpoint(ckpt_dir) == os.path.join(ckpt_dir, "ckpt-2")
-    for step, offset in ((1, 0), (2, 1), (3, 2)):
+        "ckpt-3.data-00000-of-00001", "ckpt-3.index",
+        "ckpt-8.data-00000-of-00001", "ckpt-8.index"]
+    assert tf.train.latest_checkpoint(ckpt_dir) == os.path.join(ckpt_dir, "ckpt-8")
+    for step, offset in ((1, 0), (2, 1), (3, 2), (8, 2)):
         restored = tf.Variable(np.zeros(1000, np.float32))
         tf.train.Checkpoint(v=restored).restore(os.path.join(ckpt_dir, f"ckpt-{step}"))
         np.testing.assert_array_equal(restored.numpy(), np.arange(1000) + offset)

@@ -93,17 +93,17 @@ def is_complete_checkpoint(prefix: str) -> bool:
 def remove_checkpoint_debris(ckpt_dir: str) -> list[str]:
     """Removes what interrupted saves leave in a checkpoints dir: TensorFlow's staging
     folders (`ckpt-N_temp/`), its temporary state files (`checkpoint.tmp...`) and the files
-    of checkpoints that are not complete (e.g. a 0-byte `.index` and an orphaned data file).
-    Checkpoints listed in the `checkpoint` state file, and complete ones, are kept. Only
-    call it while nothing saves there (train holds the model dir's lock). Returns the
-    removed paths."""
+    of checkpoints that are not complete (a 0-byte `.index` and an orphaned data file; the
+    data file of an old checkpoint whose index the manager had deleted when the kill came).
+    Every complete checkpoint is kept, listed in the `checkpoint` state file or not, and so
+    is the latest listed one in any case (it is what a resume reads). Only call it while
+    nothing saves there (train holds the model dir's lock). Returns the removed paths."""
     if not os.path.isdir(ckpt_dir):
         return []
     state = tf.train.get_checkpoint_state(ckpt_dir)
-    listed = set()
-    if state is not None:
-        listed = {os.path.join(ckpt_dir, os.path.basename(p))
-                  for p in state.all_model_checkpoint_paths}
+    latest = None
+    if state is not None and state.model_checkpoint_path:
+        latest = os.path.join(ckpt_dir, os.path.basename(state.model_checkpoint_path))
     removed, prefixes = [], {}
     for name in sorted(os.listdir(ckpt_dir)):
         path = os.path.join(ckpt_dir, name)
@@ -117,7 +117,7 @@ def remove_checkpoint_debris(ckpt_dir: str) -> list[str]:
         elif match and os.path.isfile(path):
             prefixes.setdefault(os.path.join(ckpt_dir, match["prefix"]), []).append(path)
     for prefix, files in prefixes.items():
-        if prefix not in listed and not is_complete_checkpoint(prefix):
+        if prefix != latest and not is_complete_checkpoint(prefix):
             for path in files:
                 os.remove(path)
                 removed.append(path)
