@@ -226,7 +226,8 @@ def main(argv=None):
                     done = int(line.split()[1])
             proc.wait()
             newest, corrupt, debris, stale = inspect(model_dir)
-            done = first if done is None else done
+            # A checkpoint is saved before the child reports its step: done >= newest.
+            done = max(first if done is None else done, newest or 0)
             trial.update({"kill_after_first_step_s": round(delay, 2), "steps_done": done,
                           "newest_checkpoint": newest,
                           "lost_steps": done - (newest or 0),
