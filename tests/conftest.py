@@ -1,7 +1,9 @@
 """Shared fixtures: real audio (LJ Speech clips from ../shared, else the shipped demo corpus)
 and tiny model configs so the suite stays fast."""
 
+import contextlib
 import os
+import subprocess
 import sys
 
 import pytest
@@ -51,6 +53,82 @@ def tiny_config():
     return make
 
 
+def make_trained_dir(model_dir, config, best_score=None):
+    """A model dir as training leaves it at step 0: config.yaml and checkpoint ckpt-0; with
+    `best_score`, also best_generator.weights.h5 and a best.json giving it that score."""
+    import json
+
+    import tensorflow as tf
+
+    from tf_melgan.model import MelGAN, make_optimizer
+    gan = MelGAN.from_config_dataclass(config)
+    gan.compile(make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer))
+    checkpoint = tf.train.Checkpoint(generator=gan.generator, discriminator=gan.discriminator,
+                                     g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, "config.yaml"), "w") as f:
+        f.write(config.to_yaml())
+    tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                               max_to_keep=3).save(checkpoint_number=0)
+    if best_score is not None:
+        gan.generator.save_weights(os.path.join(model_dir, "best_generator.weights.h5"))
+        with open(os.path.join(model_dir, "best.json"), "w") as f:
+            json.dump({"val_mel_l1": best_score, "step": 0}, f)
+    return str(model_dir)
+
+
 @pytest.fixture(scope="session")
 def python():
     return sys.executable
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Factory: a fresh tmpfs mount point of `size` bytes (optionally read-only), unmounted
+    after the test; None where mounting is not allowed (not root, no CAP_SYS_ADMIN) or
+    TF_MELGAN_NO_TMPFS=1: tests then inject the error instead."""
+    mounted = []
+
+    def make(size, read_only=False):
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        if os.geteuid() != 0 or os.environ.get("TF_MELGAN_NO_TMPFS") or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                capture_output=True).returncode:
+            point.rmdir()
+            return None
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_dir(tmpfs, tmp_path):
+    """A folder nobody can create files in: a read-only tmpfs as root, else a mode-555
+    folder (root ignores the mode, so that needs a non-root user)."""
+    point = tmpfs("64k", read_only=True)
+    if point is not None:
+        yield point
+        return
+    if os.geteuid() == 0:
+        pytest.skip("running as root without permission to mount a read-only tmpfs")
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    yield folder
+    with contextlib.suppress(OSError):
+        folder.chmod(0o755)
+
+
+def one_line_error(stderr: str, prefix: str = "error:") -> str:
+    """The single error line of a CLI's stderr, checked to be its last line, with no
+    traceback before it."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, stderr[-3000:]
+    assert lines[0] == stderr.rstrip("\n").splitlines()[-1], stderr[-3000:]
+    return lines[0]

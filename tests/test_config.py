@@ -271,9 +271,23 @@ def test_invalid_yaml(tmp_path):
     path = write(tmp_path / "broken.yaml", "training:\n  batch_size: [8\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    msg = str(info.value)
-    assert msg.startswith(f"{path} is not valid YAML:")
-    assert "line 3" in msg  # PyYAML's location of the problem is kept
+    assert str(info.value) == (  # one line, PyYAML's locations kept
+        f"{path} is not valid YAML: expected ',' or ']', but got '<stream end>' at line 3, "
+        "column 1 (while parsing a flow sequence started at line 2, column 15)")
+
+
+def test_invalid_yaml_without_context_and_in_an_override(tmp_path):
+    path = write(tmp_path / "broken.yaml", "training:\n  batch_size: 8: 9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path} is not valid YAML: mapping values are not allowed "
+                               "here at line 2, column 16")
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["generator.ratios=[8, 8"])
+    assert str(info.value) == ("override 'generator.ratios=[8, 8': cannot parse value: "
+                               "expected ',' or ']', but got '<stream end>' at line 1, "
+                               "column 6 (while parsing a flow sequence started at line 1, "
+                               "column 1)")
 
 
 @pytest.mark.parametrize("text, shown", [("- 1\n- 2\n", "[1, 2]"), ("hello\n", "'hello'"),
@@ -348,6 +362,7 @@ def test_cli_data_without_audio(tmp_path, python):
     assert line == ("data error: no audio files (.wav, .flac, .ogg, .oga, .aiff, .aif, .au) "
                     f"found under {data}")
     assert line == result.stderr.rstrip("\n").splitlines()[-1]
+    assert not (tmp_path / "m").exists()  # no config.yaml (nor dir) before data loads
 
 
 def test_data_path_takes_a_list_of_folders(audio_dir):

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from tf_melgan.audio import AudioError, load_audio, log_mel_numpy
 from tf_melgan.data import (AudioSource, DataError, TrainingExamples, crop_or_pad,
-                            find_audio_files, split_files, train_dataset, validation_audio)
+                            find_audio_files, split_files, train_dataset, validation_audio,
+                            warn_short_clips)
 
 SR = 22050
 
@@ -46,6 +47,9 @@ def make_bad_files(folder):
     bad[path] = "not a readable audio file"
     bad[write_wav(os.path.join(folder, "no_frames.wav"), np.zeros(0))] = "contains no samples"
     bad[write_wav(os.path.join(folder, "silent.wav"), np.zeros(4000))] = "contains only silence"
+    # A float wav whose peak (2e-39) would overflow float32 when normalised to 0.95.
+    bad[write_wav(os.path.join(folder, "near_silent.wav"), sine(440, 0.2, SR, 2e-39),
+                  subtype="FLOAT")] = "effectively silent (peak 2e-39 < 1e-05, -100 dBFS)"
     return bad
 
 
@@ -120,6 +124,22 @@ def test_bad_files_raise_audio_error_naming_file_and_reason(tmp_path):
         assert message.startswith(f"{path}: {reason}"), message
 
 
+@pytest.mark.parametrize("peak", [3e-39, 1e-6, 9.9e-6])
+def test_effectively_silent_audio_is_refused_not_normalised_to_nan(tmp_path, peak):
+    path = write_wav(tmp_path / "quiet.wav", sine(440, 0.2, SR, peak), subtype="FLOAT")
+    with pytest.raises(AudioError) as info:
+        load_audio(path, SR)
+    assert str(info.value) == (f"{path}: effectively silent (peak {np.float32(peak):.3g} "
+                               "< 1e-05, -100 dBFS)")
+
+
+def test_quiet_audio_above_the_threshold_is_normalised(tmp_path):
+    path = write_wav(tmp_path / "quiet.wav", sine(440, 0.2, SR, 2e-5), subtype="FLOAT")
+    audio = load_audio(path, SR)
+    assert np.all(np.isfinite(audio))
+    assert np.max(np.abs(audio)) == pytest.approx(0.95, rel=1e-6)
+
+
 # ---------------------------------------------------------------- AudioSource
 
 
@@ -135,8 +155,9 @@ def test_audio_source_skips_bad_files_with_a_warning(tmp_path, real_wavs, caplog
     good = [str(p) for p in good]
     bad = make_bad_files(tmp_path)
     if cache_max_gb == 0.0:  # decoded lazily: only what the up-front scan can see is skipped
-        del bad[str(tmp_path / "silent.wav")]
-        os.remove(tmp_path / "silent.wav")
+        for name in ("silent.wav", "near_silent.wav"):
+            del bad[str(tmp_path / name)]
+            os.remove(tmp_path / name)
     files = find_audio_files(str(tmp_path))
     assert len(files) == len(good) + len(bad)
     with caplog.at_level(logging.WARNING, logger="tf_melgan"):
@@ -153,6 +174,24 @@ def test_audio_source_skips_bad_files_with_a_warning(tmp_path, real_wavs, caplog
     if cache_max_gb:
         assert source.seconds() == pytest.approx(
             sum(sf.info(p).frames for p in good) / SR, rel=1e-12)
+
+
+@pytest.mark.parametrize("cache_max_gb", [4.0, 0.0])
+def test_clips_shorter_than_half_a_segment_are_named_in_a_warning(tmp_path, caplog,
+                                                                  cache_max_gb):
+    """A 10 ms clip in 2048-sample segments is 90% zero padding; 0.1 s (2205 samples) is
+    not padded at all, 1100 samples (54%) are padded by less than half."""
+    tiny = write_wav(tmp_path / "tiny.wav", sine(440, 0.01, SR))
+    almost = write_wav(tmp_path / "almost.wav", sine(440, 1100 / SR, SR))
+    fine = write_wav(tmp_path / "fine.wav", sine(440, 0.1, SR))
+    source = AudioSource([tiny, almost, fine], SR, cache_max_gb=cache_max_gb, verbose=False)
+    assert source.lengths == [220, 1100, 2205]
+    with caplog.at_level(logging.WARNING, logger="tf_melgan"):
+        assert warn_short_clips(source, 2048) == [tiny]
+        assert warn_short_clips(source, 4096) == [tiny, almost]  # 2205 > 4096 / 2
+    first = caplog.records[0].getMessage()
+    assert first == ("1 training clip(s) shorter than half a segment (1024 samples, 0.046 s) "
+                     f"are padded with more zeros than audio: {tiny} (0.010 s)")
 
 
 def test_audio_source_with_only_bad_files_lists_them(tmp_path):

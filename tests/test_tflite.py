@@ -2,8 +2,10 @@
 that catches TF 2.21's weightless conversions, refusal of NaN / silent models, and
 tflite/smoke_test.py run from a venv that has no TensorFlow at all."""
 
+import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -523,3 +525,47 @@ def test_smoke_test_fails_on_a_wrong_golden(float32_model, tmp_path, python):
     lines = r.stderr.strip().splitlines()
     fail = [line for line in lines if line.startswith("FAIL")]
     assert len(fail) == 1 and "max |diff|" in fail[0], r.stderr
+
+
+# ------------------------------------------------------------------ output safety
+
+def test_read_only_output_is_refused_before_converting(read_only_dir, monkeypatch, capsys):
+    import tf_melgan.checkpoint
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(tf_melgan.checkpoint, "load_generator", no_loading)
+    out = read_only_dir / "vocoder.tflite"
+    assert conv.main(["--model_dir", "anything", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    reasons = {os.strerror(errno.EROFS), os.strerror(errno.EACCES)}
+    assert err in {f"convert.py: refused, nothing written: {out}: {r}\n" for r in reasons}, err
+    assert os.listdir(read_only_dir) == []
+
+
+def test_outputs_are_written_all_or_nothing(tmp_path, tmpfs, monkeypatch):
+    """A full disk while writing the three files (a 256 kB tmpfs and 307 kB to write, or
+    the same ENOSPC injected into the golden pair's write) leaves the previous three."""
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"\x01" * 200_000)
+    golden = dict(mel=np.zeros((1, 128, 80), np.float32), audio=np.zeros((1, 16_384), np.float32))
+    disk = tmpfs("256k") or tmp_path / "disk"
+    out = disk / "vocoder.tflite"
+    conv.write_outputs(str(out), str(model), {"old": True}, tiny=np.zeros(2, np.float32))
+    previous = {name: (disk / name).read_bytes() for name in os.listdir(disk)}
+    assert sorted(previous) == ["vocoder.golden.npz", "vocoder.json", "vocoder.tflite"]
+    if disk == tmp_path / "disk":  # no tmpfs: inject
+        def savez_then_fail(path, **arrays):
+            with open(path, "wb") as f:
+                f.write(b"PK")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(np, "savez", savez_then_fail)
+    with pytest.raises(conv.ConversionError) as info:
+        conv.write_outputs(str(out), str(model), {"new": True}, **golden)
+    message = str(info.value)
+    assert re.fullmatch(rf"{re.escape(str(disk))}/vocoder\.(tflite|golden\.npz): no space left "
+                        r"on device \(needs about 0\.31 MB, \d+\.\d\d [MG]B free\)", message), \
+        message
+    assert {name: (disk / name).read_bytes() for name in os.listdir(disk)} == previous

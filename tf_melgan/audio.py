@@ -37,11 +37,16 @@ class AudioError(ValueError):
     """An audio file cannot be used; the message names the file and the reason."""
 
 
+# Peaks below this (-100 dBFS, under the quietest step of 16-bit audio) count as silence:
+# normalising them to audio.peak would amplify noise (or overflow float32, peaks < ~3e-39).
+SILENCE_PEAK = 1e-5
+
+
 def load_audio(path: str, sample_rate: int, peak: float = 0.95) -> np.ndarray:
     """Reads any format libsndfile knows, mixes to mono, resamples, peak-normalises.
 
     Returns float32 samples in [-peak, peak]. Raises AudioError for missing, unreadable,
-    empty, silent or non-finite audio.
+    empty, silent (peak below SILENCE_PEAK) or non-finite audio.
     """
     if not os.path.isfile(path):
         raise AudioError(f"{path}: no such file")
@@ -61,7 +66,10 @@ def load_audio(path: str, sample_rate: int, peak: float = 0.95) -> np.ndarray:
     top = float(np.max(np.abs(audio)))
     if top == 0.0:
         raise AudioError(f"{path}: contains only silence")
-    return (audio * (peak / top)).astype(np.float32)
+    if top < SILENCE_PEAK:
+        raise AudioError(f"{path}: effectively silent (peak {top:.3g} < {SILENCE_PEAK:g}, "
+                         f"-100 dBFS)")
+    return (audio.astype(np.float64) * (peak / top)).astype(np.float32)
 
 
 def mel_filters(config: AudioConfig) -> np.ndarray:

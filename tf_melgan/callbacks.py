@@ -1,4 +1,6 @@
-"""Keras callbacks of the training loop: graceful stop, checkpoints, best model, TensorBoard."""
+"""Keras callbacks of the training loop: graceful stop, checkpoints, best model, TensorBoard,
+and the guard that stops on a non-finite loss. Nothing non-finite is ever saved, and every
+file is written atomically (tf_melgan.atomic; checkpoints: TensorFlow's own staging and rename)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -15,16 +18,85 @@ import numpy as np
 import soundfile as sf
 import tensorflow as tf
 
+from tf_melgan.atomic import WriteError, describe, replacing, replacing_all
+
 log = logging.getLogger("tf_melgan")
+
+
+class TrainingError(SystemExit):
+    """Training cannot start or go on (a full disk, a non-finite loss, a model dir in use,
+    another architecture). A SystemExit whose message is one line: the CLI prints it and
+    exits with status 1."""
+
+    def __init__(self, message: str):
+        super().__init__(f"error: {message}")
+        self.message = message
+
+    def __str__(self):
+        return self.message
 
 
 def _step(gan) -> int:
     return int(gan.g_optimizer.iterations.numpy())
 
 
+def all_finite(variables) -> bool:
+    """Whether every float variable holds only finite values (one device sync)."""
+    checks = [tf.reduce_all(tf.math.is_finite(v)) for v in variables
+              if tf.as_dtype(v.dtype).is_floating]
+    return bool(tf.reduce_all(checks)) if checks else True
+
+
+def state_variables(gan) -> list:
+    """What a checkpoint holds: G, the discriminator(s) and both optimizers' variables."""
+    return (gan.generator.weights + [w for d in gan.discriminators for w in d.weights]
+            + gan.g_optimizer.variables + gan.d_optimizer.variables)
+
+
+def _nbytes(variables) -> int:
+    return sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size for v in variables)
+
+
+def checkpoint_bytes(manager, variables) -> int:
+    """The size of the next checkpoint: the last one's files (the same variables), else the
+    variables' own bytes."""
+    latest = manager.latest_checkpoint
+    if latest:
+        folder, name = os.path.split(latest)
+        files = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(name + ".")]
+        if files:
+            return sum(os.path.getsize(f) for f in files)
+    return _nbytes(variables)
+
+
+def last_checkpoint_note(manager) -> str:
+    latest = manager.latest_checkpoint
+    return f"the last checkpoint, {latest}, is intact" if latest else "no checkpoint yet"
+
+
+def save_checkpoint(manager: tf.train.CheckpointManager, gan, step: int) -> str:
+    """Saves checkpoint `step`, refusing non-finite weights; a failed write (full disk,
+    read-only) raises TrainingError, and the previous checkpoints stay as they were."""
+    from tf_melgan.checkpoint import remove_checkpoint_debris
+
+    variables = state_variables(gan)
+    if not all_finite(variables):
+        raise TrainingError(f"the weights at step {step} are not finite: not saved, "
+                            f"stopped; {last_checkpoint_note(manager)}")
+    try:
+        return manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+        note = last_checkpoint_note(manager)
+        remove_checkpoint_debris(manager.directory)  # the partial save, to free its space
+        where = os.path.join(manager.directory, f"ckpt-{step}")
+        need = checkpoint_bytes(manager, variables)
+        raise TrainingError(f"cannot save checkpoint {step}: "
+                            f"{describe(e, where, need)}; {note}") from None
+
+
 class GracefulStop(keras.callbacks.Callback):
     """First Ctrl-C / SIGTERM: finish the current step, then stop (the caller saves).
-    A second Ctrl-C interrupts at once."""
+    A second Ctrl-C aborts at once: one line on stderr, status 130, no traceback."""
 
     def __init__(self):
         super().__init__()
@@ -39,7 +111,13 @@ class GracefulStop(keras.callbacks.Callback):
 
     def _handle(self, signum, frame):
         if self.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            # Abort now, without a traceback; files being written are temporaries (removed
+            # on the next start), so every file in the model dir stays whole.
+            sys.stdout.flush()
+            sys.stderr.write("error: interrupted twice: aborted without saving; the last "
+                             "checkpoint is intact\n")
+            sys.stderr.flush()
+            os._exit(128 + signal.SIGINT)
         self.stop_requested = True
         log.warning("%s received: saving a checkpoint after this step (Ctrl-C again to abort)",
                     signal.Signals(signum).name)
@@ -66,6 +144,27 @@ class StopAt(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first step with a NaN or infinite loss, before any other
+    callback can save that step: raises TrainingError naming the step, the losses and the
+    last (finite) checkpoint. Put it first in the callback list."""
+
+    def __init__(self, gan, manager: tf.train.CheckpointManager):
+        super().__init__()
+        self.gan, self.manager = gan, manager
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras passes the epoch's running means: the first bad step makes them non-finite.
+        values = {k: float(np.asarray(v, np.float64).ravel()[0]) for k, v in (logs or {}).items()}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if not bad:
+            return
+        losses = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise TrainingError(f"non-finite loss at step {_step(self.gan)} ({losses}): stopped "
+                            f"without saving it; {last_checkpoint_note(self.manager)} (lower "
+                            f"the learning rates or check the data, then rerun to resume)")
+
+
 class CheckpointSaver(keras.callbacks.Callback):
     """Saves G, D and both optimizers (with the step) every `every` steps."""
 
@@ -76,12 +175,14 @@ class CheckpointSaver(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.gan)
         if step % self.every == 0:
-            self.manager.save(checkpoint_number=step)
+            save_checkpoint(self.manager, self.gan, step)
 
 
 class BestGenerator(keras.callbacks.Callback):
     """Keeps the generator with the lowest validation log-mel L1 (the official criterion)
-    in MODEL_DIR/best_generator.weights.h5, its score and step in best.json."""
+    in MODEL_DIR/best_generator.weights.h5, its score and step in best.json. Both are
+    written to temporaries first and renamed weights first: a kill at any point leaves the
+    previous pair, or the new weights with the old (higher) score."""
 
     def __init__(self, model_dir: str, gan, enabled: bool = True):
         super().__init__()
@@ -90,17 +191,31 @@ class BestGenerator(keras.callbacks.Callback):
         self.json_path = os.path.join(model_dir, "best.json")
         self.best = math.inf
         if os.path.isfile(self.json_path):
-            with open(self.json_path) as f:
-                self.best = json.load(f)["val_mel_l1"]
+            try:
+                with open(self.json_path) as f:
+                    self.best = float(json.load(f)["val_mel_l1"])
+            except (ValueError, KeyError, TypeError) as e:  # e.g. an older run's empty file
+                log.warning("%s is unreadable (%s): the next validation result replaces "
+                            "the best generator", self.json_path, type(e).__name__)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_mel_l1")
         if not self.enabled or value is None or not value < self.best:
             return
+        if not math.isfinite(value) or not all_finite(self.gan.generator.weights):
+            return  # never a non-finite best (NonFiniteGuard reports the cause)
+        step = _step(self.gan)
+        text = json.dumps({"val_mel_l1": float(value), "step": step})
+        try:
+            with replacing_all([self.weights_path, self.json_path],
+                               _nbytes(self.gan.generator.weights)) as (weights, score):
+                self.gan.generator.save_weights(weights)
+                with open(score, "w") as f:
+                    f.write(text)
+        except WriteError as e:
+            raise TrainingError(f"cannot save the best generator of step {step}: {e}; the "
+                                f"previous one is intact") from None
         self.best = float(value)
-        self.gan.generator.save_weights(self.weights_path)
-        with open(self.json_path, "w") as f:
-            json.dump({"val_mel_l1": self.best, "step": _step(self.gan)}, f)
 
 
 def mel_image(mel) -> np.ndarray:
@@ -153,5 +268,9 @@ class TensorBoardLogger(keras.callbacks.Callback):
             tf.summary.image("mel/real", mel_image(mel[0]))
             tf.summary.image("mel/generated", mel_image(self.gan.log_mel(fake)[0]))
         self.writer.flush()
-        os.makedirs(self.samples_dir, exist_ok=True)
-        sf.write(os.path.join(self.samples_dir, f"step_{step:08d}.wav"), fake[0], self.sample_rate)
+        path = os.path.join(self.samples_dir, f"step_{step:08d}.wav")
+        try:
+            with replacing(path, 2 * fake.shape[-1] + 44) as tmp:  # 16-bit PCM
+                sf.write(tmp, fake[0], self.sample_rate)
+        except WriteError as e:
+            raise TrainingError(f"cannot write the sample of step {step}: {e}") from None

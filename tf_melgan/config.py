@@ -289,7 +289,7 @@ def parse_override(text: str):
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as e:
-        raise ConfigError(f"override '{text}': cannot parse value: {e}") from None
+        raise ConfigError(f"override '{text}': cannot parse value: {yaml_problem(e)}") from None
     return key.strip(), value
 
 
@@ -304,6 +304,22 @@ def config_from_dict(data: dict, overrides=()) -> Config:
     config = _from_dict(Config, data, "")
     validate(config)
     return config
+
+
+def _at(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line error as one line: the problem and where, then the context."""
+    problem = getattr(e, "problem", None)
+    if not problem:
+        return " ".join(str(e).split())
+    text = f"{problem} at {_at(e.problem_mark)}" if e.problem_mark else problem
+    if getattr(e, "context", None):
+        context = f"{e.context} started at {_at(e.context_mark)}" if e.context_mark else e.context
+        text += f" ({context})"
+    return text
 
 
 def load_config(path: Optional[str] = None, overrides=()) -> Config:
@@ -321,7 +337,7 @@ def load_config(path: Optional[str] = None, overrides=()) -> Config:
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+            raise ConfigError(f"{path} is not valid YAML: {yaml_problem(e)}") from None
         audio = data.get("audio") if isinstance(data, dict) else None
         stats = audio.get("stats_path") if isinstance(audio, dict) else None
         if isinstance(stats, str) and stats and not os.path.isabs(stats):

@@ -91,7 +91,7 @@ class AudioSource:
 
     def __init__(self, files, sample_rate, peak=0.95, cache_max_gb=4.0, verbose=True):
         self.sample_rate, self.peak = sample_rate, peak
-        self.files, skipped, total_samples = [], [], 0
+        self.files, skipped, total_samples, lengths = [], [], 0, {}
         for path in files:
             try:
                 if os.path.getsize(path) == 0:
@@ -106,7 +106,8 @@ class AudioSource:
                 skipped.append(f"{path}: not a readable audio file ({e})")
                 continue
             self.files.append(path)
-            total_samples += info.frames * sample_rate / info.samplerate
+            lengths[path] = round(info.frames * sample_rate / info.samplerate)
+            total_samples += lengths[path]
         self.clips = None
         if total_samples * 4 <= cache_max_gb * 2**30:
             bar = keras.utils.Progbar(len(self.files), unit_name="clip") if verbose else None
@@ -120,6 +121,8 @@ class AudioSource:
                 if bar and (i + 1 == len(self.files) or i % 200 == 0):
                     bar.update(i + 1)
             self.files, self.clips = kept, clips
+            lengths = {path: len(clip) for path, clip in zip(kept, clips)}
+        self.lengths = [lengths[path] for path in self.files]  # samples at sample_rate
         for message in skipped:
             log.warning("skipping %s", message)
         if not self.files:
@@ -141,6 +144,20 @@ class AudioSource:
         if self.clips is None:
             return float("nan")
         return sum(len(c) for c in self.clips) / self.sample_rate
+
+
+def warn_short_clips(source: AudioSource, segment_length: int, shown: int = 5) -> list[str]:
+    """Warns about clips shorter than half a training segment: every segment of them is
+    mostly zero padding. Returns their paths."""
+    short = [(p, n) for p, n in zip(source.files, source.lengths) if 2 * n < segment_length]
+    if short:
+        rate = source.sample_rate
+        names = ", ".join(f"{p} ({n / rate:.3f} s)" for p, n in short[:shown])
+        more = f" and {len(short) - shown} more" if len(short) > shown else ""
+        log.warning("%d training clip(s) shorter than half a segment (%d samples, %.3f s) "
+                    "are padded with more zeros than audio: %s%s", len(short),
+                    segment_length // 2, segment_length / 2 / rate, names, more)
+    return [p for p, _ in short]
 
 
 def crop_or_pad(audio: np.ndarray, length: int, offset: int = 0) -> np.ndarray:

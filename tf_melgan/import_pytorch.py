@@ -401,9 +401,8 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
     if d_state is not None:
         assign(d_map, d_state)
 
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "config.yaml"), "w") as f:
-        f.write(config.to_yaml())
+    from tf_melgan.atomic import replacing, write_text
+    write_text(os.path.join(output_dir, "config.yaml"), config.to_yaml())
     checkpoint = tf.train.Checkpoint(generator=gan.generator, discriminator=gan.discriminator,
                                      g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
@@ -411,7 +410,8 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
     saved = manager.save(checkpoint_number=0)
     # What tf_melgan.checkpoint.load_generator(DIR) reads first; training replaces it with
     # its best generator after its first validation (there is no best.json yet).
-    gan.generator.save_weights(os.path.join(output_dir, BEST_WEIGHTS))
+    with replacing(os.path.join(output_dir, BEST_WEIGHTS)) as tmp:
+        gan.generator.save_weights(tmp)
     return saved
 
 

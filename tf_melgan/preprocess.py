@@ -109,9 +109,9 @@ def store_mel_stats(config: Config, model_dir: str) -> Config:
         if os.path.exists(dst) and not np.array_equal(np.load(dst), np.load(src)):
             log.warning("replacing %s with the different statistics of %s: checkpoints "
                         "already in %s were trained with the old ones", dst, src, model_dir)
-        os.makedirs(model_dir, exist_ok=True)
-        shutil.copyfile(src, dst + ".tmp")
-        os.replace(dst + ".tmp", dst)
+        from tf_melgan.atomic import replacing
+        with replacing(dst, os.path.getsize(src)) as tmp:
+            shutil.copyfile(src, tmp)
     saved = copy.deepcopy(config)
     saved.audio.stats_path = MODEL_STATS
     return saved

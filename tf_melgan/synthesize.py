@@ -7,7 +7,9 @@ M: a model dir (what `tf_melgan.train` writes), a SavedModel dir (`tf_melgan.exp
 X: a wav/flac/ogg file (copy synthesis: audio -> log-mel -> audio), a mel `.npy` of layout
    [frames, n_mels] or [1, frames, n_mels] in the model's log-mel units (its audio.mel_preset), or a folder of
    those (searched recursively; Y is then a folder).
-Y: an audio file (.wav, .flac, .ogg) or a folder.
+Y: an audio file (.wav, .flac, .ogg) or a folder. Checked to be writable before the model
+   loads; written to a temporary file renamed at the end (a full disk leaves no cut-off
+   file).
 Errors are one line on stderr with a non-zero exit status.
 
 Python: `synthesize(model, mel) -> np.ndarray`, `load_vocoder(path) -> Vocoder`.
@@ -371,25 +373,31 @@ def _silence(vocoder: Vocoder) -> np.ndarray:
 
 
 def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):
+    """Synthesizes `mel` into `out_path` through a temporary file renamed at the end, so a
+    full disk or a kill never leaves a cut-off file there. Raises WriteError (one line)."""
     import soundfile as sf
 
+    from tf_melgan.atomic import check_writable, replacing
     from tf_melgan.streaming import stream
 
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    need = 2 * mel.shape[0] * vocoder.hop_length + 1024  # 16-bit PCM wav; flac/ogg smaller
+    check_writable(out_path, need)  # before the work
     if vocoder.fixed_frames is not None and not chunk_frames and \
             mel.shape[0] != vocoder.fixed_frames:
         chunk_frames = _fixed_chunk(vocoder, context_frames)
-    if not chunk_frames:
-        audio = vocoder(np.asarray(mel, dtype=np.float32)[None])[0]
-        sf.write(out_path, audio, sample_rate)
-        return audio.shape[0]
-    samples = 0
-    with sf.SoundFile(out_path, "w", sample_rate, 1) as f:  # bounded memory
-        for block in stream(vocoder, mel, chunk_frames, _context_of(vocoder, context_frames),
-                            fixed_frames=vocoder.fixed_frames):
-            f.write(block)
-            samples += block.shape[0]
-    return samples
+    with replacing(out_path, need) as tmp:
+        if not chunk_frames:
+            audio = vocoder(np.asarray(mel, dtype=np.float32)[None])[0]
+            sf.write(tmp, audio, sample_rate)
+            return audio.shape[0]
+        samples = 0
+        with sf.SoundFile(tmp, "w", sample_rate, 1) as f:  # bounded memory
+            for block in stream(vocoder, mel, chunk_frames,
+                                _context_of(vocoder, context_frames),
+                                fixed_frames=vocoder.fixed_frames):
+                f.write(block)
+                samples += block.shape[0]
+        return samples
 
 
 def _find_inputs(folder):
@@ -424,6 +432,15 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
         if not output.lower().endswith(OUTPUT_EXTS):
             raise SynthesisError(f"{output}: output must end in {', '.join(OUTPUT_EXTS)} "
                                  f"or be a folder")
+    from tf_melgan.atomic import check_writable
+
+    out_path = os.path.join(output, "probe.wav")
+    if not folder_in:
+        out_path = output
+        if os.path.isdir(output) or output.endswith(os.sep):
+            stem = os.path.splitext(os.path.basename(input_path))[0]
+            out_path = os.path.join(output, stem + ".wav")
+    check_writable(out_path)  # a read-only or missing place fails before the model loads
     vocoder = load_vocoder(model, which)
     rate = vocoder.sample_rate or sample_rate
     if not rate:
@@ -431,10 +448,6 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
                              f"--sample_rate")
     context = None if context_frames is None or context_frames < 0 else context_frames
     if not folder_in:
-        out_path = output
-        if os.path.isdir(output) or output.endswith(os.sep):
-            stem = os.path.splitext(os.path.basename(input_path))[0]
-            out_path = os.path.join(output, stem + ".wav")
         mel = _read_input(input_path, vocoder)
         samples = _write(vocoder, mel, out_path, rate, chunk_frames, context)
         if verbose:

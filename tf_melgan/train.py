@@ -1,7 +1,9 @@
 """Training CLI: python -m tf_melgan.train --config configs/base.yaml --model_dir DIR.
 
 Resumes from the latest checkpoint in DIR, saves on Ctrl-C / SIGTERM, keeps the generator
-with the best validation log-mel L1, logs to TensorBoard (DIR/logs).
+with the best validation log-mel L1, logs to TensorBoard (DIR/logs). One training per DIR
+(DIR/.lock); stops on a non-finite loss; every file written atomically (README "What
+survives what").
 """
 
 from __future__ import annotations
@@ -115,36 +117,118 @@ def init_checkpoint(config, init_from: str) -> str:
     return path
 
 
+def _flat(config) -> dict:
+    return {f"{section}.{name}": value for section, values in config.to_dict().items()
+            for name, value in values.items()}
+
+
+def _same_stats(a, b) -> bool:
+    import numpy as np
+    try:
+        return a == b or (bool(a) and bool(b) and np.array_equal(np.load(a), np.load(b)))
+    except (OSError, ValueError):
+        return False
+
+
+def check_resume_config(config, model_dir: str) -> list[str]:
+    """When MODEL_DIR holds a trained model, compares `config` with the config.yaml it was
+    trained with: raises TrainingError naming every architecture key that differs (its
+    checkpoints could not be restored), else returns the other changed keys as
+    "key: old -> new" (steps, learning rates, paths may change on resume). Writes nothing."""
+    import tensorflow as tf
+
+    from tf_melgan.callbacks import TrainingError
+    from tf_melgan.config import ConfigError, load_config
+
+    saved_path = os.path.join(model_dir, "config.yaml")
+    trained = (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+               or os.path.isfile(os.path.join(model_dir, "best_generator.weights.h5")))
+    if not trained or not os.path.isfile(saved_path):
+        return []
+    try:
+        saved = load_config(saved_path)
+    except ConfigError as e:
+        raise TrainingError(f"cannot check the architecture of the model in {model_dir}: "
+                            f"{e}") from None
+    old, new = _flat(saved), _flat(config)
+    keys = [f"{section}.{name}" for section, names in ARCHITECTURE.items() for name in names]
+    differ = [f"{k} {old[k]} there, {new[k]} now" for k in keys if old[k] != new[k]]
+    if differ:
+        raise TrainingError(f"{model_dir} holds a model of another architecture: "
+                            f"{'; '.join(differ)} (resume without changing these, or use "
+                            f"another --model_dir)")
+    changed = [k for k in old if k not in keys and old[k] != new[k]]
+    if "audio.stats_path" in changed and _same_stats(old["audio.stats_path"],
+                                                     new["audio.stats_path"]):
+        changed.remove("audio.stats_path")
+    return [f"{k}: {old[k]} -> {new[k]}" for k in changed]
+
+
 def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None) -> dict:
-    """Trains (or resumes) in `model_dir` until `config.training.steps`. Returns a summary."""
+    """Trains (or resumes) in `model_dir` until `config.training.steps`. Returns a summary.
+
+    The chief holds MODEL_DIR/.lock throughout (tf_melgan.lock: a second training on the
+    same dir is refused). Nothing is written in the model dir before the data and the
+    checkpoint to resume from have loaded."""
+    import tensorflow as tf
+
+    from tf_melgan.atomic import describe
+    from tf_melgan.callbacks import TrainingError
+    from tf_melgan.lock import LOCK_NAME, ModelDirBusy, ModelDirLock
+
+    strategy = strategy or tf.distribute.get_strategy()
+    lock = ModelDirLock(model_dir) if is_chief(strategy) else None
+    created = not os.path.isdir(model_dir)
+    if lock is not None:
+        try:
+            lock.acquire()
+        except ModelDirBusy as e:
+            raise TrainingError(str(e)) from None
+        except OSError as e:
+            raise TrainingError(f"cannot write in the model dir: "
+                                f"{describe(e, model_dir)}") from None
+    try:
+        return _train(config, model_dir, strategy, verbose, init_from)
+    finally:
+        if lock is not None:
+            lock.release()
+            if created and not os.path.exists(os.path.join(model_dir, "config.yaml")):
+                try:  # training never started: leave no empty model dir behind
+                    os.remove(os.path.join(model_dir, LOCK_NAME))
+                    os.rmdir(model_dir)
+                except OSError:
+                    pass
+
+
+def _train(config, model_dir: str, strategy, verbose: int, init_from) -> dict:
     import keras
     import tensorflow as tf
 
-    from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, GracefulStop, StopAt,
-                                     TensorBoardLogger)
+    from tf_melgan.atomic import WriteError, remove_temporaries, write_text
+    from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, GracefulStop,
+                                     NonFiniteGuard, StopAt, TensorBoardLogger, TrainingError,
+                                     save_checkpoint)
+    from tf_melgan.cli import one_line
     from tf_melgan.data import (AudioSource, find_audio_files, split_files, train_dataset,
-                                validation_audio, validation_dataset)
-    from tf_melgan.checkpoint import restore_weights
+                                validation_audio, validation_dataset, warn_short_clips)
+    from tf_melgan.checkpoint import remove_checkpoint_debris, restore_weights
     from tf_melgan.model import MelGAN, make_optimizer
 
-    strategy = strategy or tf.distribute.get_strategy()
     t = config.training
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if t.batch_size % replicas:
         raise SystemExit(f"training.batch_size {t.batch_size} is not divisible by the "
                          f"{replicas} replicas")
+    changed = check_resume_config(config, model_dir)  # before anything is written
+    if changed:
+        log.info("resuming with changed settings: %s", "; ".join(changed))
     init_source = None
     if init_from and tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is None:
         init_source = init_checkpoint(config, init_from)  # fail before loading any data
     elif init_from:
         log.info("--init_from ignored: %s already has a checkpoint", model_dir)
     precision = set_precision(t.mixed_precision)
-    os.makedirs(model_dir, exist_ok=True)
-    if chief:
-        from tf_melgan.preprocess import store_mel_stats  # MODEL_DIR/mel_stats.npy
-        with open(os.path.join(model_dir, "config.yaml"), "w") as f:
-            f.write(store_mel_stats(config, model_dir).to_yaml())
 
     files = find_audio_files(config.data.path)
     train_files, val_files = split_files(files, config.data.validation_clips)
@@ -155,6 +239,8 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
     val_audio = validation_audio(val_source, config.data.eval_segment_length)
     log.info("data: %d training clips (%.0f s), %d held out; %d replica(s), precision %s",
              len(train_source), train_source.seconds(), len(val_source), replicas, precision)
+    if chief:
+        warn_short_clips(train_source, t.segment_length)
 
     keras.utils.set_random_seed(t.seed)
     with strategy.scope():
@@ -180,23 +266,40 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints)
     # Every worker resumes from the chief's checkpoints (its own scratch dir is deleted).
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest:
-        checkpoint.restore(latest).expect_partial()
-        log.info("resumed from %s", latest)
-    elif init_source and init_source.endswith(".h5"):
-        gan.generator.load_weights(init_source)
-        log.info("initialised the generator from %s; the discriminators start fresh",
-                 init_source)
-    elif init_source:
-        models = {"generator": gan.generator, "discriminator": gan.discriminator}
-        if gan.period_discriminator is not None:
-            models["period_discriminator"] = gan.period_discriminator
-        restore_weights(init_source, **models)
-        log.info("initialised generator and discriminator(s) from %s", init_source)
+    try:
+        if latest:
+            checkpoint.restore(latest).expect_partial()
+            log.info("resumed from %s", latest)
+        elif init_source and init_source.endswith(".h5"):
+            gan.generator.load_weights(init_source)
+            log.info("initialised the generator from %s; the discriminators start fresh",
+                     init_source)
+        elif init_source:
+            models = {"generator": gan.generator, "discriminator": gan.discriminator}
+            if gan.period_discriminator is not None:
+                models["period_discriminator"] = gan.period_discriminator
+            restore_weights(init_source, **models)
+            log.info("initialised generator and discriminator(s) from %s", init_source)
+    except (ValueError, OSError, AssertionError, tf.errors.OpError) as e:
+        raise TrainingError(f"cannot restore {latest or init_source}: {one_line(e)}") from None
     step = int(gan.g_optimizer.iterations.numpy())
+    if chief:  # training can start: tidy up after killed runs, then record the config
+        from tf_melgan.preprocess import store_mel_stats  # MODEL_DIR/mel_stats.npy
+        removed = remove_checkpoint_debris(os.path.join(model_dir, "checkpoints"))
+        for folder in (model_dir, os.path.join(model_dir, "samples")):
+            removed += remove_temporaries(folder)
+        if removed:
+            log.info("removed %d leftover(s) of interrupted saves: %s", len(removed),
+                     ", ".join(os.path.relpath(p, model_dir) for p in removed))
+        try:
+            write_text(os.path.join(model_dir, "config.yaml"),
+                       store_mel_stats(config, model_dir).to_yaml())
+        except WriteError as e:
+            raise TrainingError(f"cannot write the config: {e}") from None
 
     stopper = GracefulStop()
-    callbacks = [stopper, CheckpointSaver(manager, gan, t.checkpoint_every),
+    callbacks = [NonFiniteGuard(gan, manager), stopper,
+                 CheckpointSaver(manager, gan, t.checkpoint_every),
                  BestGenerator(model_dir, gan, enabled=chief)]
     if chief:
         callbacks.append(TensorBoardLogger(os.path.join(model_dir, "logs"), gan, val_audio[:1],
@@ -233,7 +336,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None)
         stopper.restore_handlers()
     if manager.latest_checkpoint is None or \
             step != int(manager.latest_checkpoint.rsplit("-", 1)[-1]):
-        manager.save(checkpoint_number=step)
+        save_checkpoint(manager, gan, step)
     if chief:
         callbacks[-1].write_sample(step)
     else:

@@ -25,7 +25,9 @@ already there, e.g. from `python -m tf_melgan.export`). from_concrete_functions 
 tf.saved_model.save with a lambda signature can, in TF 2.21, emit a model without its
 weights (VAR_HANDLE / READ_VARIABLE ops, NaN at run time); the op check below catches that.
 
-Written only when every check passes:
+Written only when every check passes, and all or nothing (each file to a temporary renamed
+once all three are complete; a read-only or too-full output place is refused before the
+conversion starts):
   OUT.tflite       signature 'serving_default': input 'mel' float32 [1, frames, n_mels]
                    (the log-mel of tf_melgan.audio.log_mel_numpy for the model's audio
                    config), output 'audio' float32 [1, frames * hop], in [-1, 1];
@@ -392,6 +394,35 @@ def _pct(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def write_outputs(output: str, model_path: str, sidecar: dict, **golden) -> None:
+    """Writes OUT.tflite (a copy of `model_path`), OUT.golden.npz (`golden` arrays) and
+    OUT.json all or nothing: each to a temporary file, renamed only once all three are
+    complete. Raises ConversionError naming the path and the reason (e.g. a full disk)."""
+    from tf_melgan.atomic import WriteError, replacing_all
+
+    text = json.dumps(sidecar, indent=2) + "\n"
+    need = os.path.getsize(model_path) + sum(a.nbytes for a in golden.values()) + len(text)
+    try:
+        with replacing_all([output, golden_path(output), sidecar_path(output)],
+                           need) as (model_tmp, golden_tmp, sidecar_tmp):
+            shutil.copyfile(model_path, model_tmp)
+            np.savez(golden_tmp, **golden)
+            with open(sidecar_tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+    except WriteError as e:
+        raise ConversionError(str(e)) from None
+
+
+def check_output(output: str, need_bytes: int | None = None) -> None:
+    """Raises ConversionError unless OUT and its sidecars can be written (and, with
+    `need_bytes`, that much space is free): checked before the conversion runs."""
+    from tf_melgan.atomic import WriteError, check_writable
+    try:
+        check_writable(output, need_bytes)
+    except WriteError as e:
+        raise ConversionError(str(e)) from None
+
+
 # ---------------------------------------------------------------- the whole job
 
 def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int | None = None,
@@ -424,7 +455,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     from tf_melgan.export import export_metadata
 
     t0 = time.time()
+    check_output(output)  # a read-only place fails now, not after the conversion
     generator, config = load_generator(model_dir, which=which, fold=True)
+    # The .tflite holds about 4 / 2 / 1 byte(s) per weight; golden pair and json are small.
+    weight_bytes = {"float32": 4, "fp16": 2}.get(mode, 1) * generator.count_params()
+    check_output(output, weight_bytes + (4 << 20))
     audio_config, hop, n_mels = config.audio, config.audio.hop_length, config.audio.n_mels
     if generator.hop_length != hop:
         raise ConversionError(f"generator hop {generator.hop_length} != audio.hop_length {hop}")
@@ -596,13 +631,8 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         })
 
         # --- write (only now that every check passed)
-        out_dir = os.path.dirname(os.path.abspath(output))
-        os.makedirs(out_dir, exist_ok=True)
-        shutil.copyfile(tmp_model, output)
-        np.savez(golden_path(output), mel=golden_mel, audio=golden_ref, tflite_audio=golden_out)
-        with open(sidecar_path(output), "w", encoding="utf-8") as f:
-            json.dump(sidecar, f, indent=2)
-            f.write("\n")
+        write_outputs(output, tmp_model, sidecar, mel=golden_mel, audio=golden_ref,
+                      tflite_audio=golden_out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
