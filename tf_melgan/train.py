@@ -170,7 +170,8 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None,
         log.warning("NO HELD-OUT AUDIO: %s is the only audio file, so it is trained on AND "
                     "validated on; the validation log-mel L1 and the 'best' generator measure "
                     "memorisation, not quality on unseen speech. Give --data a folder of "
-                    "clips (%d are held out).", files[0], config.data.validation_clips)
+                    "clips (data.validation_clips = %d of them are held out).", files[0],
+                    config.data.validation_clips)
     train_source = AudioSource(train_files, config.audio.sample_rate, config.audio.peak,
                                config.data.cache_max_gb, verbose=verbose > 0 and chief,
                                progress=progress)
