@@ -69,7 +69,7 @@ def test_summary_says_what_happened_and_what_to_run_next(trained_run):
     d = trained_run["model_dir"]
     best = json.load(open(os.path.join(d, "best.json")))
     summary = summary_of(text_of(trained_run))
-    assert re.fullmatch(r"training finished: step 50 of 50 \(50 steps in \d+(s|m\d\ds)\)",
+    assert re.fullmatch(r"training finished at step 50 of 50 \(50 steps in \d+(s|m\d\ds)\)",
                         summary[0]), summary[0]
     assert summary[1:6] == [
         f"  best:       step 50, validation log-mel L1 {best['val_mel_l1']:.4f} -> "

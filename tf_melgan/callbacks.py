@@ -31,6 +31,7 @@ class GracefulStop(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.stop_requested = False
+        self.received = None  # the signal's name, e.g. 'SIGTERM'
         self._previous = {}
 
     def on_train_begin(self, logs=None):
@@ -43,8 +44,9 @@ class GracefulStop(keras.callbacks.Callback):
         if self.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.stop_requested = True
+        self.received = signal.Signals(signum).name
         log.warning("%s received: saving a checkpoint after this step (Ctrl-C again to abort)",
-                    signal.Signals(signum).name)
+                    self.received)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.stop_requested:

@@ -1,7 +1,10 @@
 """Training CLI: python -m tf_melgan.train --config configs/base.yaml --model_dir DIR.
 
 Resumes from the latest checkpoint in DIR, saves on Ctrl-C / SIGTERM, keeps the generator
-with the best validation log-mel L1, logs to TensorBoard (DIR/logs).
+with the best validation log-mel L1, logs to TensorBoard (DIR/logs). On the console: a
+progress bar in a terminal, one plain line every --log_every steps when stdout is a file or
+a pipe (nohup, SLURM), a line per validation; at the end a summary (best step and score,
+where everything is) with the commands to run next.
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ def _define_flags():
                       flag_values=fv)
     flags.DEFINE_integer("log_every", 50, "With plain-line progress: a line every this many "
                          "steps.", lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("verbose", 1, "0: only warnings, errors and the final summary; 1: "
-                         "progress as --progress says; 2: plain lines (as --progress lines).",
-                         lower_bound=0, upper_bound=2, flag_values=fv)
+    flags.DEFINE_integer("verbose", 1, "0: no progress output (log lines, warnings and the "
+                         "final summary still print); 1: progress as --progress says; 2: "
+                         "plain lines (as --progress lines).", lower_bound=0, upper_bound=2,
+                         flag_values=fv)
     flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
     return fv
 
@@ -129,8 +133,9 @@ def init_checkpoint(config, init_from: str) -> str:
 def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None,
         progress: str = "auto", log_every: int = 50) -> dict:
     """Trains (or resumes) in `model_dir` until `config.training.steps`. Returns a summary
-    (see summary_text). verbose 0: no progress output; progress: 'auto' (a bar when stdout
-    is a terminal, else a plain line every `log_every` steps), 'bar' or 'lines'."""
+    (see summary_text; 'interrupted' is the signal's name or None). verbose 0: no progress
+    output; progress: 'auto' (a bar when stdout is a terminal, else a plain line every
+    `log_every` steps), 'bar' or 'lines'."""
     import keras
     import tensorflow as tf
 
@@ -254,7 +259,7 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None,
         tf.io.gfile.rmtree(ckpt_dir)
     return {"step": step, "start_step": start_step, "steps": t.steps,
             "seconds": time.monotonic() - started, "history": history,
-            "interrupted": stopper.stop_requested, "checkpoint": manager.latest_checkpoint,
+            "interrupted": stopper.received, "checkpoint": manager.latest_checkpoint,
             "chief": chief, "model_dir": model_dir,
             "best": ({"step": best.best_step, "val_mel_l1": best.best, "path": best.weights_path}
                      if chief and best.best_step is not None else None),
@@ -269,11 +274,15 @@ def summary_text(summary: dict, python: str | None = None) -> str:
     log-mel L1, where the model, samples and logs are, and the commands to run next."""
     python = python or python_command()
     d, step, total = summary["model_dir"], summary["step"], summary["steps"]
-    ran = step - summary["start_step"]
-    how = ("stopped early (SIGTERM / Ctrl-C): rerun the same command to resume"
-           if summary["interrupted"] else "finished" if step >= total else "stopped")
-    lines = [f"training {how}: step {step} of {total} ({ran} steps in "
-             f"{_duration(summary['seconds'])})"]
+    ran = f"{step - summary['start_step']} steps in {_duration(summary['seconds'])}"
+    if summary["start_step"]:
+        ran += f", resumed at step {summary['start_step']}"
+    if summary["interrupted"]:
+        lines = [f"training stopped at step {step} of {total} by {summary['interrupted']} "
+                 f"({ran}); rerun the same command to resume"]
+    else:
+        lines = [f"training {'finished' if step >= total else 'stopped'} at step {step} of "
+                 f"{total} ({ran})"]
     best = summary.get("best")
     if best:
         note = " (NOT held out: validated on the training audio)" \
@@ -332,7 +341,7 @@ def cli_main(argv) -> int:
     quiet_tensorflow(debug)
     if not debug:
         logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save "Sharding callback"
-    with console_logging(verbose=fv.verbose > 0, timestamps=True):
+    with console_logging(timestamps=True):
         return _train(fv, config_path, debug)
 
 
