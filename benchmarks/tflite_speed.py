@@ -118,7 +118,7 @@ def main(argv=None):
         if not (args.reuse and os.path.isfile(path)):
             conv.convert(args.model_dir, path, mode, frames=frames, saved_model=sm,
                          mirror_pad=mirror, num_calibration=args.num_calibration,
-                         float_layers=float_layers)
+                         float_layers=float_layers, overwrite=True)
         models[name] = (mode, frames, path)
 
     load = os.getloadavg()

@@ -132,3 +132,49 @@ def one_line_error(stderr: str, prefix: str = "error:") -> str:
     assert len(lines) == 1, stderr[-3000:]
     assert lines[0] == stderr.rstrip("\n").splitlines()[-1], stderr[-3000:]
     return lines[0]
+
+
+def cli_env(**extra):
+    """The environment a user's shell gives a CLI: no TF_CPP_MIN_LOG_LEVEL (this conftest
+    sets one for the test process), no debug switch."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_MELGAN_DEBUG", "TF_CONFIG")}
+    env.update(extra)
+    return env
+
+
+TRAINED_STEPS = 50
+TRAINED_OVERRIDES = TINY + [f"training.steps={TRAINED_STEPS}",
+                            f"training.steps_per_epoch={TRAINED_STEPS}",
+                            f"training.checkpoint_every={TRAINED_STEPS}",
+                            f"training.sample_every={TRAINED_STEPS}",
+                            "data.validation_clips=2"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A tiny training run of the CLI as under nohup / SLURM: stdout and stderr into one
+    pipe (not a terminal), default verbosity. {'model_dir', 'log' (bytes), 'returncode',
+    'exit_delay' (s from the last line to the process' end)}."""
+    import subprocess
+    import time
+
+    model_dir = tmp_path_factory.mktemp("trained") / "model"
+    cmd = [sys.executable, "-m", "tf_melgan.train", "--config", "configs/base.yaml",
+           "--model_dir", str(model_dir)]
+    for override in TRAINED_OVERRIDES + [f"data.path={data_dir()}"]:
+        cmd += ["--set", override]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    log, last = b"", time.monotonic()
+    deadline = last + 600
+    for line in proc.stdout:
+        log, last = log + line, time.monotonic()
+        if last > deadline:
+            proc.kill()
+            break
+    proc.wait()
+    with open(model_dir.parent / "train.log", "wb") as f:
+        f.write(log)
+    return {"model_dir": str(model_dir), "log": log, "returncode": proc.returncode,
+            "exit_delay": time.monotonic() - last, "steps": TRAINED_STEPS}

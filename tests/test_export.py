@@ -107,6 +107,10 @@ def test_export_carries_the_audio_config(model, exported):
     assert meta["generator"]["ratios"] == [8, 8, 2, 2] and meta["generator"]["hop_length"] == 256
     assert meta["receptive_field_frames"] == {"left": 6, "right": 6}
     assert meta["min_frames"] == 4 and meta["signature"]["input"] == "mel"
+    # which generator: the model dir's best weights (no best.json here: no step, no score)
+    assert meta["source"] == {"model_dir": os.path.abspath(model["dir"]), "which": "best",
+                              "path": os.path.join(model["dir"], "best_generator.weights.h5"),
+                              "step": None, "val_mel_l1": None}
     # a real SavedModel asset, not only a file in the folder
     loaded = tf.saved_model.load(exported)
     assert loaded.tf_melgan_config.asset_path.numpy().decode().endswith("tf_melgan.json")
@@ -245,7 +249,10 @@ def test_cli_copy_synthesis_of_a_wav(model, clip_path, tmp_path, capsys):
     mel = log_mel_numpy(load_audio(clip_path, 22050), model["config"].audio)
     assert rate == 22050 and audio.shape == (mel.shape[0] * 256,)
     assert np.max(np.abs(audio - keras_audio(model["folded"], mel)[0])) <= PCM16
-    assert f"({mel.shape[0]} frames" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (f"generator: best generator (step ?; not validated yet) of "
+                                   f"{model['dir']}")
+    assert f"({mel.shape[0]} frames" in out
 
 
 def test_cli_folder_of_wav_and_npy(model, exported, clip_path, tmp_path, python):

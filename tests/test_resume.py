@@ -7,6 +7,7 @@ checkpoint every 2 steps, epochs of 3 steps so resumes land mid-epoch as well).
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path, uninterrupted):
 
     log = run(model_dir, str(tmp_path / "resumed.log"))
     assert f"resumed from {ckpt_dir / f'ckpt-{saved[-1]}'}" in log, log[-3000:]
-    assert f"stopped at step {STEPS};" in log
+    assert f"training finished at step {STEPS} of {STEPS} (" in log
     assert checkpoint_steps(ckpt_dir)[-1] == STEPS
     assert_same_state(read_checkpoint(ckpt_dir / f"ckpt-{STEPS}"), uninterrupted)
 
@@ -162,7 +163,7 @@ def test_sigterm_saves_current_step_exits_143_and_rerun_continues(tmp_path, unin
     proc.send_signal(signal.SIGTERM)
     log = finish(proc, expected_rc=128 + signal.SIGTERM)
     assert "SIGTERM received" in log
-    stopped = int(log.split("stopped at step ", 1)[1].split(";", 1)[0])
+    stopped = int(re.search(f"training stopped at step (\\d+) of {STEPS} by SIGTERM ", log)[1])
     assert 2 <= stopped < STEPS, stopped
     print(f"SIGTERM: stopped at step {stopped}")
     # The checkpoint written on the way out is at the step where it stopped.
@@ -171,5 +172,6 @@ def test_sigterm_saves_current_step_exits_143_and_rerun_continues(tmp_path, unin
 
     log = run(model_dir, str(tmp_path / "resumed.log"))
     assert f"resumed from {ckpt_dir / f'ckpt-{stopped}'}" in log, log[-3000:]
-    assert f"stopped at step {STEPS};" in log
+    assert f"training finished at step {STEPS} of {STEPS} (" in log
+    assert f", resumed at step {stopped})" in log
     assert_same_state(read_checkpoint(ckpt_dir / f"ckpt-{STEPS}"), uninterrupted)

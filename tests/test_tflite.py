@@ -23,6 +23,8 @@ if ROOT not in sys.path:
 
 import tensorflow as tf  # noqa: E402
 
+from conftest import cli_env  # noqa: E402
+
 from tf_melgan.audio import load_audio, log_mel_numpy  # noqa: E402
 from tf_melgan.checkpoint import load_generator  # noqa: E402
 from tf_melgan.config import config_from_dict  # noqa: E402
@@ -42,6 +44,8 @@ FAST = dict(num_validation=2, validation_frames=96, num_calibration=6, calibrati
 INT8_MIN_SNR_DB = 10.0
 FP16_MIN_SNR_DB = 35.0
 FP32_ATOL = 1e-5
+BEST = {"val_mel_l1": 1.2345, "step": 7}  # what training would have recorded
+GENERATOR_LINE = "generator: best generator (step 7, validation log-mel L1 1.2345) of {}"
 
 
 def make_model_dir(path, audio_dir, edit=None):
@@ -57,6 +61,8 @@ def make_model_dir(path, audio_dir, edit=None):
     with open(os.path.join(path, "config.yaml"), "w") as f:
         f.write(config.to_yaml())
     generator.save_weights(os.path.join(path, "best_generator.weights.h5"))
+    with open(os.path.join(path, "best.json"), "w") as f:
+        json.dump(BEST, f)
     return str(path)
 
 
@@ -110,13 +116,16 @@ def saved_model(out_dir):
 
 @pytest.fixture(scope="module")
 def float32_model(model_dir, out_dir, saved_model, python):
-    """Converted through the command line, as a user would (from the repo root)."""
+    """Converted through the command line, as a user would (from the repo root): it names
+    the generator it converts and prints nothing on stderr (no TensorFlow C++ lines)."""
     output = str(out_dir / "vocoder_f32.tflite")
     r = subprocess.run(
         [python, "tflite/convert.py", "--model_dir", model_dir, "--output", output,
          "--saved_model", saved_model, "--num_validation", "2", "--validation_frames", "96"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr == ""
+    assert r.stdout.splitlines()[0] == GENERATOR_LINE.format(model_dir), r.stdout
     assert "builtin only" in r.stdout and "SNR" in r.stdout, r.stdout
     return output
 
@@ -369,11 +378,21 @@ def test_default_int8_ranges_are_percentiles(model_dir, tmp_path, saved_model, i
         conv.convert(model_dir, str(tmp_path / "x.tflite"), "int8", ranges="p5", **FAST)
 
 
-def test_int8_io_with_percentile_ranges(model_dir, tmp_path, saved_model, int8_model):
-    # --int8_io goes through the calibrate / edit / quantize path too.
+def test_int8_io_with_percentile_ranges(model_dir, tmp_path, saved_model, int8_model, capfd,
+                                       monkeypatch):
+    # --int8_io goes through the calibrate / edit / quantize path too. As the CLI runs it
+    # (quiet): calibration shows progress; the quantizer's own stderr line
+    # ('fully_quantize: 0, inference_type: 6, ...') and LiteRT's are dropped.
+    monkeypatch.setattr("tf_melgan.cli._quiet", True)
     output = str(tmp_path / "io.tflite")
     sidecar = conv.convert(model_dir, output, "int8", saved_model=saved_model, int8_io=True,
                            **FAST)
+    out, err = capfd.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0] == GENERATOR_LINE.format(model_dir)
+    assert [line.split(" in ")[0] for line in lines if " segments in " in line] == [
+        "calibrating: 6 segments", "activation ranges: 6 segments"]
     assert sidecar["activation_ranges"] == conv.DEFAULT_RANGES
     assert sidecar["input"]["dtype"] == sidecar["output"]["dtype"] == "int8"
     assert all(k.endswith("int8 x int8") for k in sidecar["kernels"])
@@ -569,3 +588,41 @@ def test_outputs_are_written_all_or_nothing(tmp_path, tmpfs, monkeypatch):
                         r"on device \(needs about 0\.31 MB, \d+\.\d\d [MG]B free\)", message), \
         message
     assert {name: (disk / name).read_bytes() for name in os.listdir(disk)} == previous
+
+
+def test_smoke_test_of_a_non_model_is_one_line(float32_model, python):
+    sidecar = float32_model.replace(".tflite", ".json")
+    r = run_smoke(python, sidecar)
+    assert r.returncode == 1
+    assert r.stderr == f"FAIL {sidecar}: {sidecar} is not a .tflite model (no TFL3 " \
+                       f"identifier)\n"
+
+
+@pytest.mark.parametrize("flag", ["--num_threads", "--threads"])  # --threads: the old name
+def test_smoke_test_thread_flag(float32_model, python, flag):
+    r = subprocess.run([python, SMOKE, float32_model, flag, "1"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("OK ") and r.stderr == "", r.stderr
+
+
+def test_convert_refuses_to_overwrite_unless_asked(model_dir, float32_model, capsys):
+    before = {p: os.path.getmtime(p) for p in (float32_model,
+                                               float32_model.replace(".tflite", ".json"))}
+    assert conv.main(["--model_dir", model_dir, "--output", float32_model]) == 1
+    assert capsys.readouterr().err == (f"convert.py: refused, nothing written: {float32_model} "
+                                       f"exists (pass overwrite=True / --overwrite)\n")
+    assert {p: os.path.getmtime(p) for p in before} == before
+
+
+def test_converted_model_says_which_generator(model_dir, float32_model, tmp_path, capsys):
+    source = read_sidecar(float32_model)["source"]
+    assert source == {"model_dir": os.path.abspath(model_dir), "which": "best",
+                      "path": os.path.join(model_dir, "best_generator.weights.h5"), **BEST}
+    from tf_melgan.synthesize import cli_main
+    mel = tmp_path / "mel.npy"
+    np.save(mel, np.full((20, 80), -4.0, np.float32))
+    assert cli_main(["synthesize", "--model", float32_model, "--input", str(mel),
+                     "--output", str(tmp_path / "out.wav")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"generator: best generator (step 7, validation log-mel L1 1.2345) of "
+        f"{os.path.abspath(model_dir)}, exported to {float32_model}")

@@ -5,11 +5,9 @@ TensorFlow-free `tf_melgan.litert` (LiteRT runtime) do not pay for, or need, Ten
 """
 
 import importlib
-import os
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries our progress
-# output; errors still show. Set TF_CPP_MIN_LOG_LEVEL yourself to see everything.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No environment is set here (TF_CPP_MIN_LOG_LEVEL, warning filters): the command-line
+# tools quiet TensorFlow themselves (tf_melgan.cli.quiet_tensorflow), a library user decides.
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,7 @@
 """Keras callbacks of the training loop: graceful stop, checkpoints, best model, TensorBoard,
-and the guard that stops on a non-finite loss. Nothing non-finite is ever saved, and every
-file is written atomically (tf_melgan.atomic; checkpoints: TensorFlow's own staging and rename)."""
+and the guard that stops on a non-finite loss, and the console progress. Nothing
+non-finite is ever saved, and every file is written atomically (tf_melgan.atomic;
+checkpoints: TensorFlow's own staging and rename)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import tensorflow as tf
 from tf_melgan.atomic import WriteError, describe, replacing, replacing_all
 
 log = logging.getLogger("tf_melgan")
+REFERENCE_SAMPLE = "reference.wav"  # MODEL_DIR/samples/: the held-out clip the samples vocode
 
 
 class TrainingError(SystemExit):
@@ -101,6 +103,7 @@ class GracefulStop(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.stop_requested = False
+        self.received = None  # the signal's name, e.g. 'SIGTERM'
         self._previous = {}
 
     def on_train_begin(self, logs=None):
@@ -119,8 +122,9 @@ class GracefulStop(keras.callbacks.Callback):
             sys.stderr.flush()
             os._exit(128 + signal.SIGINT)
         self.stop_requested = True
+        self.received = signal.Signals(signum).name
         log.warning("%s received: saving a checkpoint after this step (Ctrl-C again to abort)",
-                    signal.Signals(signum).name)
+                    self.received)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.stop_requested:
@@ -189,11 +193,12 @@ class BestGenerator(keras.callbacks.Callback):
         self.gan, self.enabled = gan, enabled
         self.weights_path = os.path.join(model_dir, "best_generator.weights.h5")
         self.json_path = os.path.join(model_dir, "best.json")
-        self.best = math.inf
+        self.best, self.best_step = math.inf, None
         if os.path.isfile(self.json_path):
             try:
                 with open(self.json_path) as f:
-                    self.best = float(json.load(f)["val_mel_l1"])
+                    saved = json.load(f)
+                self.best, self.best_step = float(saved["val_mel_l1"]), saved.get("step")
             except (ValueError, KeyError, TypeError) as e:  # e.g. an older run's empty file
                 log.warning("%s is unreadable (%s): the next validation result replaces "
                             "the best generator", self.json_path, type(e).__name__)
@@ -215,7 +220,7 @@ class BestGenerator(keras.callbacks.Callback):
         except WriteError as e:
             raise TrainingError(f"cannot save the best generator of step {step}: {e}; the "
                                 f"previous one is intact") from None
-        self.best = float(value)
+        self.best, self.best_step = float(value), step
 
 
 def mel_image(mel) -> np.ndarray:
@@ -226,7 +231,8 @@ def mel_image(mel) -> np.ndarray:
 
 class TensorBoardLogger(keras.callbacks.Callback):
     """Scalars (losses, mel L1, steps/s) every `log_every` steps and per epoch; audio and
-    mel images of a held-out clip every `sample_every` steps (also written as wav files)."""
+    mel images of a held-out clip every `sample_every` steps (also written as wav files,
+    beside the clip itself as `reference.wav`, to compare by ear)."""
 
     def __init__(self, log_dir, gan, sample_audio, sample_rate, sample_every, samples_dir,
                  log_every=50):
@@ -236,6 +242,16 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.samples_dir, self.log_every = samples_dir, log_every
         self.writer = tf.summary.create_file_writer(log_dir)
         self._last = None
+
+    def on_train_begin(self, logs=None):
+        reference = os.path.join(self.samples_dir, REFERENCE_SAMPLE)
+        if not os.path.isfile(reference):
+            os.makedirs(self.samples_dir, exist_ok=True)
+            try:
+                with replacing(reference, 2 * self.sample_audio.shape[-1] + 44) as tmp:
+                    sf.write(tmp, self.sample_audio[0], self.sample_rate, format="WAV")
+            except WriteError as e:
+                raise TrainingError(f"cannot write the reference sample: {e}") from None
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.gan)
@@ -274,3 +290,59 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 sf.write(tmp, fake[0], self.sample_rate)
         except WriteError as e:
             raise TrainingError(f"cannot write the sample of step {step}: {e}") from None
+
+    def close(self):
+        self.writer.close()
+
+
+class ConsoleProgress(keras.callbacks.Callback):
+    """Training progress on the console (tf_melgan.progress): a bar on a terminal, else a
+    plain line every `log_every` steps (step, losses, steps/s, ETA); a line per validation
+    with the best score so far (from `best`, a BestGenerator). One bar for the whole run,
+    across fit() calls. `emit` writes its lines (e.g. a logger's info)."""
+
+    ON_BAR = {"d_loss": "d", "g_loss": "g", "mel_l1": "mel"}  # 100 columns: the main ones
+
+    def __init__(self, gan, total_steps: int, mode: str = "auto", log_every: int = 50,
+                 best=None, emit=None, stream=None):
+        super().__init__()
+        self.gan, self.best = gan, best
+        self._settings = dict(total=total_steps, mode=mode, every=log_every, emit=emit,
+                              stream=stream)
+        self.progress = None
+
+    def on_train_begin(self, logs=None):
+        if self.progress is None:
+            from tf_melgan.progress import Progress
+            s = self._settings
+            step = _step(self.gan)
+            self.progress = Progress(s["total"], "step", "step", s["mode"], s["stream"],
+                                     start=step, every=s["every"], emit=s["emit"])
+            self.progress.message(f"training from step {step} to {s['total']} (the first "
+                                  f"step also builds the training graph: it takes longest)")
+
+    def losses(self, logs) -> str:
+        """'d_loss 5.996 feature_matching 0.05467 ...' (all), or on the bar 'd 6 g 99.3 mel 2.2'."""
+        logs = {k: float(v) for k, v in (logs or {}).items() if not k.startswith("val_")}
+        if self.progress is not None and self.progress.mode == "bar":
+            return " ".join(f"{short} {logs[k]:.3g}" for k, short in self.ON_BAR.items()
+                            if k in logs)
+        return " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.update(_step(self.gan), self.losses(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_mel_l1")
+        if value is None or self.progress is None:
+            return
+        step = _step(self.gan)
+        text = f"step {step}: validation log-mel L1 {float(value):.4f}"
+        if self.best is not None and self.best.enabled and self.best.best_step is not None:
+            text += (" (best so far, saved)" if self.best.best_step == step else
+                     f" (best {self.best.best:.4f} at step {self.best.best_step})")
+        self.progress.message(text)
+
+    def close(self):
+        if self.progress is not None:
+            self.progress.close()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import zlib
 
-import keras
 import numpy as np
 import soundfile as sf
 import tensorflow as tf
@@ -89,7 +89,8 @@ class AudioSource:
     once (with a progress bar) and kept in memory; otherwise clips are decoded on access.
     """
 
-    def __init__(self, files, sample_rate, peak=0.95, cache_max_gb=4.0, verbose=True):
+    def __init__(self, files, sample_rate, peak=0.95, cache_max_gb=4.0, verbose=True,
+                 progress="auto"):
         self.sample_rate, self.peak = sample_rate, peak
         self.files, skipped, total_samples, lengths = [], [], 0, {}
         for path in files:
@@ -110,7 +111,9 @@ class AudioSource:
             total_samples += lengths[path]
         self.clips = None
         if total_samples * 4 <= cache_max_gb * 2**30:
-            bar = keras.utils.Progbar(len(self.files), unit_name="clip") if verbose else None
+            from tf_melgan.progress import Progress
+            bar = Progress(len(self.files), "decoding audio:", "clip", progress, seconds=30,
+                           emit=log.info) if verbose else None
             kept, clips = [], []
             for i, path in enumerate(self.files):
                 try:
@@ -120,6 +123,9 @@ class AudioSource:
                     skipped.append(str(e))
                 if bar and (i + 1 == len(self.files) or i % 200 == 0):
                     bar.update(i + 1)
+            if bar:
+                bar.close(f"decoded {len(kept)} clips ({total_samples / sample_rate:.0f} s of "
+                          f"audio) in {time.monotonic() - bar.started:.1f} s")
             self.files, self.clips = kept, clips
             lengths = {path: len(clip) for path, clip in zip(kept, clips)}
         self.lengths = [lengths[path] for path in self.files]  # samples at sample_rate

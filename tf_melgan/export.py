@@ -20,6 +20,8 @@ import shutil
 import sys
 import tempfile
 
+from tf_melgan.cli import DEBUG_HELP, debug_requested, one_line, parse_flags, quiet_tensorflow
+
 SIGNATURE = "serving_default"
 INPUT_NAME = "mel"
 OUTPUT_NAME = "audio"
@@ -71,9 +73,10 @@ def _mel_stats(audio):
             "formula": "(log_mel - mean) / std"}
 
 
-def export_metadata(config) -> dict:
+def export_metadata(config, source=None) -> dict:
     """The sidecar json: audio config, mel recipe (and normalisation), architecture,
-    signature, limits."""
+    signature, limits; with `source` (checkpoint.GeneratorSource and its model dir, as
+    (model_dir, source)), which generator was exported."""
     from tf_melgan import __version__
     from tf_melgan.streaming import MIN_FRAMES, receptive_field
 
@@ -97,6 +100,8 @@ def export_metadata(config) -> dict:
                       "output_shape": [None, None], "dtype": "float32"},
         "min_frames": MIN_FRAMES,
         "receptive_field_frames": {"left": field.left, "right": field.right},
+        **({"source": {"model_dir": os.path.abspath(source[0]), **source[1].as_dict()}}
+           if source else {}),
     }
 
 
@@ -217,16 +222,18 @@ def verify_saved_model(path: str, generator, n_mels: int, tolerance: float = TOL
 
 
 def _resolve(model_dir_or_generator, config, which):
-    from tf_melgan.checkpoint import load_generator
+    """(folded generator, config, (model_dir, GeneratorSource) or None)."""
+    from tf_melgan.checkpoint import generator_source, load_generator
 
     if isinstance(model_dir_or_generator, (str, os.PathLike)):
-        generator, saved_config = load_generator(os.fspath(model_dir_or_generator), which,
-                                                 fold=True)
-        return generator, config or saved_config
+        model_dir = os.fspath(model_dir_or_generator)
+        generator, saved_config = load_generator(model_dir, which, fold=True)
+        return generator, config or saved_config, (model_dir,
+                                                   generator_source(model_dir, which))
     generator = model_dir_or_generator
     if not generator.built:
         generator.build((None, None, generator.n_mels))
-    return generator.folded(), config or _default_config(generator)
+    return generator.folded(), config or _default_config(generator), None
 
 
 def export_saved_model(model_dir_or_generator, output_dir: str, config=None,
@@ -239,10 +246,11 @@ def export_saved_model(model_dir_or_generator, output_dir: str, config=None,
 
 
 def _export(model_dir_or_generator, output_dir, config, which, overwrite):
-    """export_saved_model, also returning the max |SavedModel - Keras| it measured."""
+    """export_saved_model, also returning the max |SavedModel - Keras| it measured and
+    which generator it was ((model_dir, GeneratorSource) or None)."""
     import tensorflow as tf
 
-    generator, config = _resolve(model_dir_or_generator, config, which)
+    generator, config, source = _resolve(model_dir_or_generator, config, which)
     _check_consistent(generator, config)
     output_dir = os.path.abspath(os.fspath(output_dir))
     if os.path.exists(output_dir):
@@ -256,7 +264,7 @@ def _export(model_dir_or_generator, output_dir, config, which, overwrite):
         os.makedirs(meta_dir)
         meta_path = os.path.join(meta_dir, SIDECAR)
         with open(meta_path, "w") as f:
-            json.dump(export_metadata(config), f, indent=2)
+            json.dump(export_metadata(config, source), f, indent=2)
         archive = serving_archive(generator, config.audio.n_mels)
         model_path = os.path.join(staging, "model")
         tracked = getattr(archive, "_tf_trackable", None)
@@ -280,7 +288,7 @@ def _export(model_dir_or_generator, output_dir, config, which, overwrite):
         raise ExportError(f"exporting to {output_dir} failed: {type(e).__name__}: {e}") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return output_dir, diff
+    return output_dir, diff, source
 
 
 def _define_flags():
@@ -294,14 +302,13 @@ def _define_flags():
                       "best: best_generator.weights.h5 (lowest validation log-mel L1); "
                       "latest: the latest checkpoint.", flag_values=fv)
     flags.DEFINE_boolean("overwrite", False, "Replace an existing --output.", flag_values=fv)
+    flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
     return fv
 
 
 def cli_main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit code. Errors are
     one line on stderr."""
-    from tf_melgan.cli import parse_flags
-
     fv = _define_flags()
     status = parse_flags(fv, argv, __doc__)
     if status is not None:
@@ -309,6 +316,8 @@ def cli_main(argv) -> int:
     if not fv.model_dir or not fv.output:
         print("error: --model_dir and --output are required", file=sys.stderr)
         return 2
+    debug = debug_requested(fv.debug)
+    quiet_tensorflow(debug)
     from tf_melgan.checkpoint import ModelDirError
     from tf_melgan.config import ConfigError
 
@@ -316,12 +325,15 @@ def cli_main(argv) -> int:
         print(f"error: {fv.model_dir}: no such model dir", file=sys.stderr)
         return 1
     try:
-        path, diff = _export(fv.model_dir, fv.output, None, fv.which, fv.overwrite)
+        path, diff, (_, source) = _export(fv.model_dir, fv.output, None, fv.which,
+                                          fv.overwrite)
     except (ModelDirError, ConfigError, ExportError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
+        if debug:
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
-    print(f"exported {fv.model_dir} ({fv.which}) to {path}; signature '{SIGNATURE}': "
+    print(f"generator: {source.describe()} of {fv.model_dir}")
+    print(f"exported {fv.model_dir} ({source.which}) to {path}; signature '{SIGNATURE}': "
           f"{INPUT_NAME} [batch, frames, n_mels] -> {OUTPUT_NAME} [batch, samples]; "
           f"max |SavedModel - Keras| = {diff:.2g}")
     return 0

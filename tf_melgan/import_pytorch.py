@@ -39,6 +39,8 @@ import warnings
 
 import numpy as np
 
+from tf_melgan.cli import DEBUG_HELP
+
 
 class CheckpointImportError(ValueError):
     """A PyTorch checkpoint cannot be imported; the message names the file and the reason."""
@@ -420,38 +422,59 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
 
 def _define_flags():
     from absl import flags
-    flags.DEFINE_string("checkpoint", None, "Official generator state_dict (netG.pt).")
+
+    fv = flags.FlagValues()  # private: other CLIs' flags must not clash in one process
+    flags.DEFINE_string("checkpoint", None, "Official generator state_dict (netG.pt).",
+                        flag_values=fv)
     flags.DEFINE_string("discriminator", None, "Official discriminator state_dict (netD.pt); "
-                        "without it the discriminator starts from scratch.")
-    flags.DEFINE_string("output", None, "New model dir to write (config.yaml, checkpoints/).")
+                        "without it the discriminator starts from scratch.", flag_values=fv)
+    flags.DEFINE_string("output", None, "New model dir to write (config.yaml, checkpoints/).",
+                        flag_values=fv)
     flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable "
-                              "(e.g. audio.sample_rate=24000).")
-    flags.mark_flags_as_required(["checkpoint", "output"])
+                              "(e.g. audio.sample_rate=24000).", flag_values=fv)
+    flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
+    return fv
 
 
-def main(argv):
-    from absl import app, flags
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.WARNING)  # TF's checkpoint-writer INFO lines
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def cli_main(argv) -> int:
+    """Runs the CLI on argv (argv[0] is the program); returns the exit status. Errors are
+    one line on stderr ('import error: ...')."""
+    from tf_melgan.cli import debug_requested, parse_flags, python_command, quiet_tensorflow
+
+    fv = _define_flags()
+    status = parse_flags(fv, argv, __doc__)
+    if status is not None:
+        return status
+    missing = [f"--{n}" for n in ("checkpoint", "output") if not fv[n].value]
+    if missing:
+        print(f"error: {', '.join(missing)} required", file=sys.stderr)
+        return 2
+    extra = fv(list(argv))[1:]  # parsed already: what is left are positional arguments
+    if extra:
+        print(f"error: unexpected arguments: {' '.join(extra)}", file=sys.stderr)
+        return 2
+    debug = debug_requested(fv.debug)
+    quiet_tensorflow(debug)
+    if not debug:
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.WARNING)  # TF's checkpoint-writer INFO lines
     from tf_melgan.config import ConfigError
-    FLAGS = flags.FLAGS
     try:
-        saved = import_state_dicts(FLAGS.checkpoint, FLAGS.output, FLAGS.discriminator,
-                                   FLAGS.set)
+        saved = import_state_dicts(fv.checkpoint, fv.output, fv.discriminator, fv.set)
     except (CheckpointImportError, ConfigError) as e:
-        sys.exit(f"import error: {e}")
-    what = "generator and discriminator" if FLAGS.discriminator else \
+        if debug:
+            raise
+        print(f"import error: {e}", file=sys.stderr)
+        return 1
+    what = "generator and discriminator" if fv.discriminator else \
         "generator (discriminator freshly initialised)"
-    print(f"imported {what} into {FLAGS.output} ({saved}); resume training with\n"
-          f"  python -m tf_melgan.train --model_dir {FLAGS.output}")
+    print(f"imported {what} into {fv.output} ({saved}); resume training with\n"
+          f"  {python_command()} -m tf_melgan.train --model_dir {fv.output}")
+    return 0
 
 
 def cli():
-    from absl import app
-    _define_flags()
-    app.run(main)
+    sys.exit(cli_main(sys.argv))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ it writes with the same code and `tf_melgan.synthesize` runs .tflite models with
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,8 @@ import os
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
+
+from tf_melgan.cli import native_logs_silenced
 
 # Resource-variable ops: a converter that did not freeze the weights into the file emits
 # these (TF 2.21's from_concrete_functions / saved_model.save with a lambda signature).
@@ -27,6 +30,9 @@ _BUILTIN_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items()
                   if not k.startswith("_") and isinstance(v, int)}
 _TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items()
                  if not k.startswith("_") and isinstance(v, int)}
+
+
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of a .tflite
 
 
 class ModelCheckError(ValueError):
@@ -53,9 +59,14 @@ def read_ops(model) -> list[dict]:
     """Every operator of every subgraph of a .tflite (a path or the bytes), parsed from the
     flatbuffer (so it works for models the interpreter cannot even load, e.g. Flex ops):
     [{'op': 'CONV_2D' | 'CUSTOM:<code>', 'inputs': ['INT8', ...], 'outputs': [...]}]."""
+    name = "the model"
     if isinstance(model, (str, os.PathLike)):
+        name = os.fspath(model)
         with open(model, "rb") as f:
             model = f.read()
+    if bytes(model[4:8]) != TFLITE_IDENTIFIER:  # e.g. the sidecar .json given by mistake
+        raise ModelCheckError(f"{name} is not a .tflite model (no {TFLITE_IDENTIFIER.decode()} "
+                              f"identifier)")
     m = schema.Model.GetRootAs(bytearray(model), 0)
     codes = []
     for i in range(m.OperatorCodesLength()):
@@ -169,6 +180,7 @@ class Vocoder:
                                   "expected [1, frames, n_mels]")
         self.n_mels = sig[2]
         self.fixed_frames = None if sig[1] < 0 else sig[1]
+        self._first_call = True
 
     @staticmethod
     def _quant(details):
@@ -191,7 +203,10 @@ class Vocoder:
             scale, zero = self._quant(self.input)
             info = np.iinfo(dtype)
             x = np.clip(np.round(mel / scale) + zero, info.min, info.max).astype(dtype)
-        y = self.runner(**{self.input_name: x})[self.output_name]
+        with native_logs_silenced() if self._first_call else contextlib.nullcontext():
+            # the first invoke applies XNNPACK and says so on stderr
+            y = self.runner(**{self.input_name: x})[self.output_name]
+        self._first_call = False
         if np.dtype(y.dtype) != np.float32:
             scale, zero = self._quant(self.output)
             y = (y.astype(np.float32) - zero) * scale

@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 
+from tf_melgan.cli import DEBUG_HELP, console_logging, debug_requested, quiet_tensorflow
 from tf_melgan.config import AudioConfig, Config, ConfigError, load_config
 
 log = logging.getLogger("tf_melgan")
@@ -59,13 +60,12 @@ class _Moments:
 def compute_stats(files, audio: AudioConfig, verbose: bool = True) -> tuple[np.ndarray, dict]:
     """(stats [2, n_mels] float64, summary) over `files`; unusable files are skipped with a
     warning. Raises DataError when none is usable."""
-    import keras
-
     from tf_melgan.audio import AudioError, load_audio, log_mel_numpy
     from tf_melgan.data import DataError
+    from tf_melgan.progress import Progress
 
     moments, skipped = _Moments(audio.n_mels), []
-    bar = keras.utils.Progbar(len(files), unit_name="clip") if verbose else None
+    bar = Progress(len(files), "log-mel statistics:", "clip", seconds=30) if verbose else None
     for i, path in enumerate(files):
         try:
             clip = load_audio(path, audio.sample_rate, audio.peak)
@@ -76,6 +76,8 @@ def compute_stats(files, audio: AudioConfig, verbose: bool = True) -> tuple[np.n
             skipped.append(str(e))
         if bar is not None:
             bar.update(i + 1)
+    if bar is not None:
+        bar.close()
     for message in skipped:
         log.warning("skipping %s", message)
     if moments.count == 0:
@@ -127,9 +129,15 @@ def main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="where to write the .npy file")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override, repeatable")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    quiet_tensorflow(debug_requested(args.debug))
+    with console_logging():
+        return _run(args)
+
+
+def _run(args) -> int:
     from tf_melgan.data import DataError
 
     try:

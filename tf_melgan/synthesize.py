@@ -23,10 +23,8 @@ from typing import Optional
 
 import numpy as np
 
-from tf_melgan.cli import one_line
-from tf_melgan.data import AUDIO_EXTENSIONS
+from tf_melgan.cli import DEBUG_HELP, debug_requested, one_line, quiet_tensorflow
 
-AUDIO_EXTS = AUDIO_EXTENSIONS + (".mp3",)  # the training formats, and mp3 for one-off inputs
 OUTPUT_EXTS = (".wav", ".flac", ".ogg")
 TFLITE_MAGIC = b"TFL3"
 
@@ -53,6 +51,7 @@ class Vocoder:
         self.audio, self.fixed_frames, self.receptive_field = audio, fixed_frames, receptive_field
         self._hop = hop_length
         self.mel_stats = None  # [2, n_mels] (mean, std) from an export's json, if any
+        self.source = None  # which generator, e.g. 'best generator (step 900, ...)', if known
 
     @property
     def hop_length(self) -> int:
@@ -127,17 +126,34 @@ def _metadata_fields(meta):
 
 
 def _load_model_dir(path, which):
-    from tf_melgan.checkpoint import ModelDirError, load_generator
+    from tf_melgan.checkpoint import ModelDirError, generator_source, load_generator
     from tf_melgan.config import ConfigError
 
     try:
+        source = generator_source(path, which).describe()
         generator, config = load_generator(path, which, fold=True)
     except (ModelDirError, ConfigError) as e:
         raise SynthesisError(one_line(e)) from None
     except Exception as e:  # noqa: BLE001 - corrupt weights / checkpoint files
         raise SynthesisError(f"{path}: cannot load the generator ({type(e).__name__}: "
                              f"{one_line(e)})") from None
-    return _keras_vocoder(generator, config, path)
+    vocoder = _keras_vocoder(generator, config, path)
+    vocoder.source = f"{source} of {path}"
+    return vocoder
+
+
+def _exported_source(meta, path) -> Optional[str]:
+    """'best generator (step 900, ...) of runs/demo, exported to PATH' from an export's
+    json ('source', written by tf_melgan.export and tflite/convert.py), if it has one."""
+    from tf_melgan.checkpoint import GeneratorSource
+
+    source = (meta or {}).get("source")
+    try:
+        described = GeneratorSource(source["which"], source["path"], source["step"],
+                                    source["val_mel_l1"]).describe()
+        return f"{described} of {source['model_dir']}, exported to {path}"
+    except (TypeError, KeyError):
+        return None
 
 
 def _load_saved_model(path):
@@ -162,7 +178,8 @@ def _load_saved_model(path):
                              f"[batch, frames, n_mels]")
     outputs = list(fn.structured_outputs)
     out_name = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
-    audio, hop, field, stats = _metadata_fields(read_metadata(path))
+    meta = read_metadata(path)
+    audio, hop, field, stats = _metadata_fields(meta)
     fixed = spec.shape[1]
 
     def run(mel):
@@ -172,6 +189,7 @@ def _load_saved_model(path):
     vocoder = Vocoder(run, "saved_model", path, int(spec.shape[-1]), audio, hop, fixed, field)
     vocoder._module = loaded  # keep the variables alive
     vocoder.mel_stats = stats
+    vocoder.source = _exported_source(meta, path)
     return vocoder
 
 
@@ -184,7 +202,8 @@ def _load_tflite(path):
         runner = LiteRTVocoder(path, num_threads=2)
     except ModelCheckError as e:
         raise SynthesisError(str(e)) from None
-    audio, hop, field, stats = _metadata_fields(read_metadata(path))
+    meta = read_metadata(path)
+    audio, hop, field, stats = _metadata_fields(meta)
     if audio is not None and audio.n_mels != runner.n_mels:
         raise SynthesisError(f"{path}: its json says {audio.n_mels} mel bands, the model "
                              f"takes {runner.n_mels}")
@@ -195,6 +214,7 @@ def _load_tflite(path):
     vocoder = Vocoder(run, "tflite", path, runner.n_mels, audio, hop, runner.fixed_frames,
                       field)
     vocoder.mel_stats = stats
+    vocoder.source = _exported_source(meta, path)
     return vocoder
 
 
@@ -401,11 +421,14 @@ def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):
 
 
 def _find_inputs(folder):
+    from tf_melgan.data import AUDIO_EXTENSIONS
+
+    exts = AUDIO_EXTENSIONS + (".mp3",)  # the training formats, and mp3 for one-off inputs
     found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
-            if name.lower().endswith(AUDIO_EXTS + (".npy",)):
+            if name.lower().endswith(exts + (".npy",)):
                 found.append(os.path.relpath(os.path.join(root, name), folder))
     return found
 
@@ -442,6 +465,8 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
             out_path = os.path.join(output, stem + ".wav")
     check_writable(out_path)  # a read-only or missing place fails before the model loads
     vocoder = load_vocoder(model, which)
+    if verbose:
+        print(f"generator: {vocoder.source or f'{vocoder.kind} {vocoder.path}'}")
     rate = vocoder.sample_rate or sample_rate
     if not rate:
         raise SynthesisError(f"{model} carries no sample rate (no tf_melgan.json); pass "
@@ -454,10 +479,10 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
             print(f"{input_path} -> {out_path} ({mel.shape[0]} frames, "
                   f"{samples / rate:.2f} s)")
         return 0
-    import keras
+    from tf_melgan.progress import Progress, echo
 
     os.makedirs(output, exist_ok=True)
-    bar = keras.utils.Progbar(len(inputs), unit_name="file") if verbose else None
+    bar = Progress(len(inputs), "synthesizing:", "file", seconds=30) if verbose else None
     failed = 0
     for i, (rel, out_rel) in enumerate(zip(inputs, _output_names(inputs))):
         src = os.path.join(input_path, rel)
@@ -466,11 +491,11 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
             _write(vocoder, mel, os.path.join(output, out_rel), rate, chunk_frames, context)
         except (SynthesisError, OSError, RuntimeError) as e:
             failed += 1
-            print(f"error: {one_line(e)}", file=sys.stderr)
+            echo(f"error: {one_line(e)}", sys.stderr)
         if bar is not None:
-            bar.update(i + 1, [("failed", failed)])
-    if verbose:
-        print(f"synthesized {len(inputs) - failed} of {len(inputs)} files into {output}")
+            bar.update(i + 1, f"({failed} failed)" if failed else "")
+    if bar is not None:
+        bar.close(f"synthesized {len(inputs) - failed} of {len(inputs)} files into {output}")
     return 1 if failed else 0
 
 
@@ -492,13 +517,16 @@ def _define_flags():
                          "-1: the receptive field.", flag_values=fv)
     flags.DEFINE_integer("sample_rate", 0, "Output rate for a model without tf_melgan.json.",
                          flag_values=fv)
-    flags.DEFINE_integer("verbose", 1, "0: quiet; 1: progress.", flag_values=fv)
+    flags.DEFINE_integer("verbose", 1, "0: errors only; 1: which generator, progress (a bar "
+                         "on a terminal, else a line every 30 s) and what was written.",
+                         flag_values=fv)
+    flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
     return fv
 
 
 def cli_main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit status. Every error
-    is one line on stderr (set TF_MELGAN_DEBUG=1 for tracebacks)."""
+    is one line on stderr (--debug or TF_MELGAN_DEBUG=1 for tracebacks)."""
     from tf_melgan.cli import parse_flags
 
     fv = _define_flags()
@@ -509,11 +537,13 @@ def cli_main(argv) -> int:
     if missing:
         print(f"error: {', '.join(missing)} required", file=sys.stderr)
         return 2
+    debug = debug_requested(fv.debug)
+    quiet_tensorflow(debug)
     try:
         return run(fv.model, fv.input, fv.output, fv.which, fv.chunk_frames,
                    fv.context_frames, fv.sample_rate, fv.verbose)
     except Exception as e:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
-        if os.environ.get("TF_MELGAN_DEBUG"):
+        if debug:
             raise
         prefix = "" if isinstance(e, (SynthesisError, OSError)) else f"{type(e).__name__}: "
         print(f"error: {prefix}{one_line(e)}", file=sys.stderr)

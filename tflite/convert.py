@@ -58,13 +58,15 @@ import warnings
 
 if __package__ in (None, ""):  # run as a script: make `tflite` and `tf_melgan` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from tf_melgan.cli import (DEBUG_HELP, debug_requested, native_logs_silenced,  # noqa: E402
+                           quiet_tensorflow)
 from tf_melgan.litert import (ModelCheckError, Vocoder, compute_kernels,  # noqa: E402
                                    golden_path, op_counts, op_problems, read_ops,
                                    sidecar_path, snr_db)
+from tf_melgan.progress import Progress  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("float32", "fp16", "int8", "dynamic_range")
@@ -90,6 +92,19 @@ class ConversionError(RuntimeError):
 
 def log(msg: str):
     print(msg, flush=True)
+
+
+def with_progress(representative, total: int, label: str):
+    """`representative` (a callable yielding calibration inputs) reporting its progress:
+    the converter runs the model on each input, tens of seconds for --quantize."""
+    def items():
+        progress = Progress(total, label, "segment", seconds=10)
+        done = 0
+        for done, item in enumerate(representative(), 1):
+            yield item
+            progress.update(done)
+        progress.close(f"{label} {done} segments in {time.monotonic() - progress.started:.0f} s")
+    return items
 
 
 # ---------------------------------------------------------------- data: real log-mels
@@ -331,7 +346,8 @@ def convert_saved_model(saved_model: str, mode: str, representative=None,
     if (float_layers or percentile is not None) and mode != "int8":
         raise ValueError("float_layers and percentile ranges need mode 'int8'")
     if not float_layers and percentile is None:
-        return make_converter(saved_model, mode, representative, int8_io).convert()
+        with native_logs_silenced():  # the quantizer prints 'fully_quantize: 0, ...'
+            return make_converter(saved_model, mode, representative, int8_io).convert()
     from tflite import ranges
     calibrated = calibrate(saved_model, representative)
     if percentile is not None:
@@ -357,8 +373,9 @@ def quantize_calibrated(calibrated: bytes, int8_io: bool = False, denylist=None)
     import tensorflow as tf
     from tensorflow.lite.python import convert as lite_convert
     io_type = tf.int8 if int8_io else tf.float32
-    return lite_convert.mlir_quantize(calibrated, input_data_type=io_type,
-                                      output_data_type=io_type, denylisted_nodes=denylist)
+    with native_logs_silenced():  # it prints 'fully_quantize: 0, inference_type: 6, ...'
+        return lite_convert.mlir_quantize(calibrated, input_data_type=io_type,
+                                          output_data_type=io_type, denylisted_nodes=denylist)
 
 
 def probe_min_frames(model_path: str, hop: int, n_mels: int, limit: int = 64):
@@ -431,9 +448,13 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             calibration_frames: int = 256, num_validation: int = 4,
             validation_frames: int = 512, which: str = "best", int8_io: bool = False,
             mirror_pad: bool = False, min_snr_db: float | None = None, num_threads: int = 2,
-            float_layers=(), ranges: str | None = None, seed: int = 0) -> dict:
+            float_layers=(), ranges: str | None = None, seed: int = 0,
+            overwrite: bool = False) -> dict:
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
-    sidecar dict. Raises ConversionError (nothing written) when a check fails."""
+    sidecar dict. Raises ConversionError (nothing written) when a check fails, or when
+    OUT.tflite exists and not `overwrite` (as tf_melgan.export)."""
+    if os.path.exists(output) and not overwrite:
+        raise ConversionError(f"{output} exists (pass overwrite=True / --overwrite)")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if int8_io and mode != "int8":
@@ -451,11 +472,13 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     import tensorflow as tf
 
     from tf_melgan.audio import log_mel_numpy
-    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.checkpoint import generator_source, load_generator
     from tf_melgan.export import export_metadata
 
     t0 = time.time()
     check_output(output)  # a read-only place fails now, not after the conversion
+    generator_info = generator_source(model_dir, which)
+    log(f"generator: {generator_info.describe()} of {model_dir}")
     generator, config = load_generator(model_dir, which=which, fold=True)
     # The .tflite holds about 4 / 2 / 1 byte(s) per weight; golden pair and json are small.
     weight_bytes = {"float32": 4, "fp16": 2}.get(mode, 1) * generator.count_params()
@@ -487,7 +510,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         calibration_info = {"source": source, "segments": len(calib),
                             "frames": int(sum(m.shape[1] for m in calib))}
         log(f"calibrating on {len(calib)} real log-mel segments from {source}")
-        representative = lambda: ({INPUT_NAME: m} for m in calib)  # noqa: E731
+        plain = lambda: ({INPUT_NAME: m} for m in calib)  # noqa: E731
+        passes = iter(["calibrating:", "activation ranges:"])  # percentiles: a second pass
+
+        def representative():
+            return with_progress(plain, len(calib), next(passes, "calibrating:"))()
 
     keep_saved_model = saved_model is not None
     work = tempfile.mkdtemp(prefix="tf_melgan_tflite_")
@@ -496,7 +523,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             log(f"converting the existing SavedModel {saved_model}")
         else:
             saved_model = saved_model or os.path.join(work, "saved_model")
+            log("exporting a SavedModel for the converter")
             export_saved_model(generator, saved_model, n_mels, frames, mirror_pad)
+        log(f"converting ({mode})")
         try:
             with warnings.catch_warnings():  # calibration runs TF's deprecated tf.lite.Interpreter
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
@@ -582,7 +611,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         # The fields tf_melgan.export writes for a SavedModel (format, audio config, mel
         # recipe and normalisation stats, architecture, receptive field), so that
         # tf_melgan.synthesize reads this sidecar too; then what is specific to the file.
-        sidecar = export_metadata(config)
+        sidecar = export_metadata(config, (model_dir, generator_info))
         in_shape = [int(d) for d in vocoder.input["shape_signature"]]
         out_shape = [int(d) for d in vocoder.output["shape_signature"]]
         sidecar["signature"] = {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME,
@@ -703,10 +732,16 @@ def main(argv=None):
                         "same numbers, which XNNPACK runs; MIRROR_PAD it does not)")
     p.add_argument("--min_snr_db", type=float, default=None,
                    help=f"refuse below this SNR vs Keras (default per mode: {MIN_SNR_DB})")
-    p.add_argument("--num_threads", type=int, default=2)
+    p.add_argument("--num_threads", type=int, default=2,
+                   help="LiteRT threads for the checks (default 2)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT.tflite (and its .json, .golden.npz)")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     mode = ("int8" if args.quantize else "fp16" if args.fp16
             else "dynamic_range" if args.dynamic_range else "float32")
+    debug = debug_requested(args.debug)
+    quiet_tensorflow(debug)
     try:
         convert(args.model_dir, args.output, mode, frames=args.frames,
                 saved_model=args.saved_model, data=args.data,
@@ -717,9 +752,12 @@ def main(argv=None):
                 which=args.which, int8_io=args.int8_io, mirror_pad=args.mirror_pad,
                 min_snr_db=args.min_snr_db, num_threads=args.num_threads,
                 float_layers=[x for x in args.float_layers.split(",") if x],
-                ranges=args.ranges)
-    except (ConversionError, ModelCheckError, ValueError) as e:
-        print(f"convert.py: refused, nothing written: {e}", file=sys.stderr)
+                ranges=args.ranges, overwrite=args.overwrite)
+    except (ConversionError, ModelCheckError, ValueError, OSError) as e:
+        if debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__  # one line
+        print(f"convert.py: refused, nothing written: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Smoke test of a tf-melgan .tflite vocoder with LiteRT alone (no TensorFlow):
 
-    python tflite/smoke_test.py vocoder.tflite [--threads 2] [--wav golden.wav]
+    python tflite/smoke_test.py vocoder.tflite [--num_threads 2] [--wav golden.wav]
 
 Needs only ai-edge-litert, NumPy and soundfile, plus the files convert.py wrote next to the
 model: vocoder.json (sidecar: hop, tolerances) and vocoder.golden.npz (a mel and the Keras
@@ -14,8 +14,8 @@ model's audio for it). Checks:
   - the golden mel's output is close to the Keras output, by the sidecar's per-mode
     tolerance: float32 max |diff| <= 1e-4 (and SNR >= 60 dB), fp16 max |diff| <= 1e-2 and
     SNR >= 30 dB, int8 SNR >= (SNR measured at conversion - 3 dB).
-Prints one line; exits 1 with a one-line message on the first failure. With
-TF_MELGAN_SMOKE_ASSERT_NO_TF=1 it also fails if TensorFlow got imported.
+Prints one line; exits 1 with a one-line message on the first failure (--debug: a
+traceback). With TF_MELGAN_SMOKE_ASSERT_NO_TF=1 it also fails if TensorFlow got imported.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ if not __package__:  # run as a script from the repo: make tf_melgan importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # tf_melgan's __init__ is lazy: this imports NumPy and ai_edge_litert, not TensorFlow.
+from tf_melgan.cli import DEBUG_HELP, debug_requested, quiet_tensorflow  # noqa: E402
 from tf_melgan.litert import (ModelCheckError, Vocoder, golden_path,  # noqa: E402
                               op_problems, read_ops, read_sidecar, snr_db)
 
@@ -52,7 +53,7 @@ def _fit(mel: np.ndarray, frames: int) -> np.ndarray:
     return np.tile(mel, (1, reps, 1))[:, :frames]
 
 
-def run(model_path: str, threads: int = 2, wav: str | None = None) -> str:
+def run(model_path: str, num_threads: int = 2, wav: str | None = None) -> str:
     check(os.path.isfile(model_path), "no such file")
     problems = op_problems(read_ops(model_path))
     check(not problems, "; ".join(problems))
@@ -62,7 +63,7 @@ def run(model_path: str, threads: int = 2, wav: str | None = None) -> str:
     tolerance = sidecar["smoke_tolerance"]
 
     signature = sidecar["signature"]
-    vocoder = Vocoder(model_path, num_threads=threads,
+    vocoder = Vocoder(model_path, num_threads=num_threads,
                       signature=signature["name"] if isinstance(signature, dict) else signature)
     check((vocoder.input_name, vocoder.output_name)
           == (sidecar["input"]["name"], sidecar["output"]["name"]),
@@ -83,7 +84,7 @@ def run(model_path: str, threads: int = 2, wav: str | None = None) -> str:
         if min_frames > 1:  # below the minimum: an error or a short output (pad the mel)
             short = min_frames - 1
             try:
-                audio = Vocoder(model_path, num_threads=threads)(_fit(golden_mel, short))
+                audio = Vocoder(model_path, num_threads=num_threads)(_fit(golden_mel, short))
                 check(audio.shape != (1, short * hop), f"{short} frames gave {short} x hop "
                       f"samples, but the sidecar says the minimum is {min_frames}")
             except (RuntimeError, ValueError):
@@ -128,14 +129,23 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Smoke test of a tf-melgan .tflite vocoder "
                                             "(LiteRT only, no TensorFlow).")
     p.add_argument("model", help="MODEL.tflite (MODEL.json and MODEL.golden.npz beside it)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num_threads", type=int, default=2,
+                   help="LiteRT threads (default 2), as in convert.py")
+    p.add_argument("--threads", type=int, dest="num_threads", help=argparse.SUPPRESS)  # old name
     p.add_argument("--wav", default=None, help="also write the golden mel's audio here")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
+    debug = debug_requested(args.debug)
+    quiet_tensorflow(debug)  # LiteRT's own lines; TensorFlow is never imported here
     try:
-        print(run(args.model, args.threads, args.wav))
-    except (SmokeFailure, ModelCheckError, OSError, KeyError, ValueError) as e:
-        message = " ".join(str(e).split())
-        print(f"FAIL {args.model}: {message}", file=sys.stderr)
+        print(run(args.model, args.num_threads, args.wav))
+    except Exception as e:  # noqa: BLE001 - a failure is one line, whatever raised it
+        if debug:
+            raise
+        known = isinstance(e, (SmokeFailure, ModelCheckError, OSError, KeyError, ValueError))
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"FAIL {args.model}: {message if known else f'{type(e).__name__}: {message}'}",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,107 @@
+"""tf_melgan.cli, what every command-line tool shares: --help fast and without TensorFlow,
+TensorFlow's C++ lines hidden by default and shown with --debug, console logging that
+leaves no trace in-process."""
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, cli_env, data_dir
+
+CLIS = [["-m", "tf_melgan.train"], ["-m", "tf_melgan.export"], ["-m", "tf_melgan.synthesize"],
+        ["-m", "tf_melgan.import_pytorch"], ["-m", "tf_melgan.preprocess"],
+        ["tflite/convert.py"], ["tflite/smoke_test.py"]]
+CPP_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)",
+                     re.M)
+
+
+@pytest.mark.parametrize("cli", CLIS, ids=lambda c: c[-1])
+def test_help_is_fast_exits_0_and_imports_no_tensorflow(cli, python):
+    start = time.monotonic()
+    r = subprocess.run([python, "-X", "importtime", *cli, "--help"], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - start
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"--(\[no\])?debug", r.stdout)  # every tool documents its debug switch
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+                for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"tensorflow", "keras", "torch"}, cli
+    print(f"{' '.join(cli)} --help: {seconds:.2f} s (with -X importtime)")
+    assert seconds < 2.0
+
+
+QUIET_TF = """
+import sys
+from tf_melgan.cli import debug_requested, quiet_tensorflow
+quiet_tensorflow(debug_requested("--debug" in sys.argv))
+import tensorflow as tf
+print(int(tf.constant(2) + 3))  # runs an op: device set-up ('cuInit' on a CPU machine)
+"""
+
+
+def test_tensorflow_cpp_lines_hidden_unless_debug(python):
+    quiet = subprocess.run([python, "-c", QUIET_TF], env=cli_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout == "5\n", quiet.stderr
+    assert quiet.stderr == ""
+    debug = subprocess.run([python, "-c", QUIET_TF, "--debug"], env=cli_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 0 and debug.stdout == "5\n", debug.stderr
+    assert len(CPP_LOG.findall(debug.stderr)) >= 2, debug.stderr  # e.g. oneDNN, CUDA probes
+    same = subprocess.run([python, "-c", QUIET_TF], env=cli_env(TF_MELGAN_DEBUG="1"),
+                          capture_output=True, text=True, timeout=300)
+    assert len(CPP_LOG.findall(same.stderr)) == len(CPP_LOG.findall(debug.stderr))
+
+
+def test_preprocess_cli_prints_no_tensorflow_line(python, tmp_path):
+    r = subprocess.run([python, "-m", "tf_melgan.preprocess", "--data", data_dir(),
+                        "--output", str(tmp_path / "stats.npy"), "--quiet"], cwd=ROOT,
+                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr == ""
+    assert r.stdout.startswith(f"{tmp_path / 'stats.npy'}: mean / std of 80 melgan mel bands")
+
+
+def test_silenced_stderr_drops_file_descriptor_2_only_inside(capfd):
+    from tf_melgan.cli import silenced_stderr
+
+    os.write(2, b"before\n")
+    with silenced_stderr():
+        os.write(2, b"I0000 a C++ line\n")
+        print("out is untouched")
+    os.write(2, b"after\n")
+    out, err = capfd.readouterr()
+    assert err == "before\nafter\n" and out == "out is untouched\n"
+
+
+def test_console_logging_is_undone(capsys):
+    from tf_melgan.cli import console_logging
+
+    log = logging.getLogger("tf_melgan")
+    before = (list(log.handlers), log.level, log.propagate)
+    with console_logging(verbose=True):
+        log.info("an info line")
+        log.warning("a warning")
+    assert (list(log.handlers), log.level, log.propagate) == before
+    out, err = capsys.readouterr()
+    assert out == "an info line\n" and err == "warning: a warning\n"
+    with console_logging(verbose=False):
+        log.info("hidden")
+    assert capsys.readouterr().out == ""
+
+
+def test_python_command(monkeypatch, tmp_path):
+    from tf_melgan.cli import python_command
+
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(venv / "python"))
+    assert python_command() == os.path.join(".venv", "bin", "python")
+    monkeypatch.chdir(venv)
+    assert python_command() == str(venv / "python")  # not below the working directory
