@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
     generator.save_weights(os.path.join(out, "best_generator.weights.h5"))
+    if best["val_mel_l1"] is None:  # the latest checkpoint: score it on the held-out clips
+        best["val_mel_l1"] = scores["log_mel_l1"]
     with open(os.path.join(out, "best.json"), "w") as f:
         json.dump(best, f)
     card = {"name": args.name, "step": best["step"],

@@ -13,11 +13,11 @@ SHIPPED = pretrained.path("ljspeech")
 LJ = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
-def test_names_resolve_to_the_package_and_paths_win(tmp_path):
+def test_names_resolve_to_the_package_and_paths_win(tmp_path, monkeypatch):
     assert pretrained.resolve("ljspeech") == SHIPPED
     assert os.path.isfile(os.path.join(SHIPPED, "best_generator.weights.h5"))
     # an existing path of that name is the user's, not ours; unknown names pass through
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "ljspeech").mkdir()
     assert pretrained.resolve("ljspeech") == "ljspeech"
     assert pretrained.resolve("no-such-model") == "no-such-model"
@@ -42,19 +42,34 @@ def test_loads_by_name_in_python_and_for_init_from():
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(LJ, "ljspeech-extra")),
                     reason="needs ../shared/data (the held-out LJ Speech clips)")
-def test_voiced_on_a_held_out_clip():
-    """The first held-out clip (3 s): the shipped model's pyin voicing agrees with the
-    recording's on most frames; a whisper-like or frame-combed output does not."""
+def test_on_held_out_clips_as_its_card_says(monkeypatch):
+    """4 held-out clips (3 s each) the model never heard: no frame-rate comb, and pyin
+    voicing agreement and log-mel L1 within a margin of the card's 16-clip figures (the
+    card is what the README's model card quotes)."""
     from benchmarks.curve import evaluate, held_out_clips
     from tf_melgan.checkpoint import load_generator
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     generator, config = load_generator("ljspeech")
-    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    clips = held_out_clips(config, SHIPPED, 1, 3.0)
+    clips = held_out_clips(config, SHIPPED, 4, 3.0)
     scores = evaluate(lambda m: generator(m), clips, config.audio, pesq_stoi=False)
-    card = json.load(open(os.path.join(SHIPPED, "card.json")))
-    assert scores["voicing"] >= VOICING_FLOOR, (scores, card["held_out"])
-    assert scores["frame_comb_db"] <= COMB_CEILING, scores
+    card = json.load(open(os.path.join(SHIPPED, "card.json")))["held_out"]["vocoder"]
+    assert scores["frame_comb_db"] < 6.0, scores  # a transposed-conv MelGAN here: 17-23 dB
+    assert scores["voicing"] > card["voicing"] - 0.15, (scores, card)
+    assert scores["log_mel_l1"] < card["log_mel_l1"] + 0.1, (scores, card)
 
 
-VOICING_FLOOR = 0.0  # set from the shipped model's measured figure (see card.json)
-COMB_CEILING = 99.0
+def test_cli_tools_take_the_name(tmp_path, capsys):
+    """synthesize --model ljspeech and export --model_dir ljspeech, as the README shows."""
+    import soundfile as sf
+    from tf_melgan import export, synthesize
+    clip = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "demo_data", "wavs", "demo_000.flac")
+    out = str(tmp_path / "out.wav")
+    assert synthesize.cli_main(["synthesize", "--model", "ljspeech", "--input", clip,
+                                "--output", out]) == 0
+    audio, rate = sf.read(out)
+    assert rate == 22050 and abs(len(audio) / rate - sf.info(clip).duration) < 256 / rate
+    assert export.cli_main(["export", "--model_dir", "ljspeech", "--output",
+                            str(tmp_path / "sm")]) == 0
+    printed = capsys.readouterr().out
+    assert f"of {SHIPPED}" in printed and "max |SavedModel - Keras| = 0" in printed

@@ -295,8 +295,8 @@ def _define_flags():
     from absl import flags
 
     fv = flags.FlagValues()  # private: other CLIs' flags (e.g. train's) must not clash
-    flags.DEFINE_string("model_dir", None, "Model dir written by tf_melgan.train.",
-                        flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "Model dir written by tf_melgan.train, or a "
+                        "shipped vocoder's name (ljspeech).", flag_values=fv)
     flags.DEFINE_string("output", None, "SavedModel directory to write.", flag_values=fv)
     flags.DEFINE_enum("which", "best", ["best", "latest"],
                       "best: best_generator.weights.h5 (lowest validation log-mel L1); "
@@ -320,7 +320,9 @@ def cli_main(argv) -> int:
     quiet_tensorflow(debug)
     from tf_melgan.checkpoint import ModelDirError
     from tf_melgan.config import ConfigError
+    from tf_melgan.pretrained import resolve
 
+    fv.model_dir = resolve(fv.model_dir)
     if not os.path.isdir(fv.model_dir):
         print(f"error: {fv.model_dir}: no such model dir", file=sys.stderr)
         return 1

@@ -503,7 +503,8 @@ def _define_flags():
     from absl import flags
 
     fv = flags.FlagValues()  # private: other CLIs' flags must not clash in one process
-    flags.DEFINE_string("model", None, "Model dir, SavedModel dir or .tflite file.",
+    flags.DEFINE_string("model", None, "Model dir, a shipped vocoder's name (ljspeech), "
+                        "SavedModel dir or .tflite file.",
                         flag_values=fv)
     flags.DEFINE_string("input", None, "wav/flac/ogg, mel .npy [frames, n_mels], or a folder.",
                         flag_values=fv)

@@ -687,7 +687,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_dir", required=True,
-                   help="a tf-melgan model dir (config.yaml + weights)")
+                   help="a tf-melgan model dir (config.yaml + weights), or a shipped "
+                        "vocoder's name (ljspeech)")
     p.add_argument("--output", required=True,
                    help="OUT.tflite (OUT.json and OUT.golden.npz beside it)")
     g = p.add_mutually_exclusive_group()
@@ -742,6 +743,8 @@ def main(argv=None):
             else "dynamic_range" if args.dynamic_range else "float32")
     debug = debug_requested(args.debug)
     quiet_tensorflow(debug)
+    from tf_melgan.pretrained import resolve
+    args.model_dir = resolve(args.model_dir)
     try:
         convert(args.model_dir, args.output, mode, frames=args.frames,
                 saved_model=args.saved_model, data=args.data,
