@@ -253,7 +253,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         snr_k = _fmt(s["snr_vs_keras_db"], ".1f", " dB")
-        f0 = _fmt(s["f0_error_cents_median"], ".0f")
+        f0 = _fmt(s["f0_error_cents"], ".0f")
         print(f"| {name} | {s['log_mel_l1']:.3f} | "
               f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | "
               f"{s['log_mel_l1_speech']:.3f} | {_fmt(s['log_mel_l1_pauses'], '.3f')} | "
