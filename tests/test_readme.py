@@ -39,4 +39,5 @@ def test_python_api_snippet_runs(trained_run, tmp_path, monkeypatch):
     np.testing.assert_allclose(written, synthesize(trained_run["model_dir"], mel),
                                atol=2.0 / 32768)
     assert names["untrained"].shape == (1, frames * 256)
+    assert names["shipped"].shape == (1, frames * 256) and names["vocoder"].sample_rate == 22050
     assert names["plain"].weight_norm is False
