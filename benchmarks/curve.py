@@ -93,16 +93,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import tensorflow as tf
-    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.checkpoint import generator_source, load_generator
     generator, config = load_generator(args.model_dir, which=args.which, fold=True)
-    step = None
-    if args.which == "latest":
-        latest = tf.train.latest_checkpoint(os.path.join(args.model_dir, "checkpoints"))
-        step = int(latest.rsplit("-", 1)[-1]) if latest else 0
-    else:
-        import json
-        with open(os.path.join(args.model_dir, "best.json")) as f:
-            step = json.load(f)["step"]
+    step = generator_source(args.model_dir, args.which).step
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     row = {"step": step, "train_hours": training_hours(args.model_dir, step),
            **evaluate(lambda m: generator(tf.constant(m), training=False), clips,

@@ -37,16 +37,12 @@ def main(argv=None) -> int:
 
     from benchmarks.curve import evaluate, held_out_clips, training_hours
     from benchmarks.quality import griffin_lim
-    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.checkpoint import generator_source, load_generator
     from tf_melgan.pretrained import HERE
 
     generator, config = load_generator(args.model_dir, which=args.which, fold=False)
-    if args.which == "best":
-        with open(os.path.join(args.model_dir, "best.json")) as f:
-            best = json.load(f)
-    else:
-        latest = tf.train.latest_checkpoint(os.path.join(args.model_dir, "checkpoints"))
-        best = {"step": int(latest.rsplit("-", 1)[-1]), "val_mel_l1": None}
+    source = generator_source(args.model_dir, args.which)
+    best = {"step": source.step, "val_mel_l1": source.val_mel_l1}
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     folded = generator.folded()
     scores = evaluate(lambda m: folded(tf.constant(m), training=False), clips, config.audio)
