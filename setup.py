@@ -21,11 +21,12 @@ setup(
         "absl-py>=1.4",
         "PyYAML>=6.0",
         "tensorboard>=2.16",  # tf.summary needs it; TF 2.21 no longer pulls it in
+        "ai-edge-litert>=1.2",  # tf-melgan-convert checks what it writes with LiteRT
     ],
     extras_require={
         "test": ["pytest>=7", "ai-edge-litert>=2", "pesq>=0.0.4", "pystoi>=0.4"],
         "eval": ["pesq>=0.0.4", "pystoi>=0.4", "matplotlib>=3.7"],  # benchmarks/quality.py
-        "litert": ["ai-edge-litert>=1.2"],
+        "litert": ["ai-edge-litert>=1.2"],  # the converter's checks, .tflite synthesis
         "torch": ["torch>=2.1"],  # CPU build here: pip install torch==2.13.0
     },
     entry_points={"console_scripts": [
@@ -33,5 +34,8 @@ setup(
         "tf-melgan-import-pytorch=tf_melgan.import_pytorch:cli",
         "tf-melgan-export=tf_melgan.export:cli",
         "tf-melgan-synthesize=tf_melgan.synthesize:cli",
+        "tf-melgan-preprocess=tf_melgan.preprocess:cli",
+        "tf-melgan-convert=tf_melgan.convert:cli",
+        "tf-melgan-smoke-test=tf_melgan.smoke_test:cli",
     ]},
 )

@@ -102,7 +102,7 @@ def litert_fc(threads, work_dir, m=1024, k=1024, n=1024, repeats=7):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from tf_melgan.litert import compute_kernels, op_problems, read_ops
+    from tf_melgan.deploy.litert import compute_kernels, op_problems, read_ops
     os.makedirs(work_dir, exist_ok=True)
     out = {}
     for mode in ("float32", "int8"):

@@ -50,7 +50,7 @@ def training_hours(model_dir: str, up_to_step: int) -> float:
 
 def held_out_clips(config, model_dir, n, seconds):
     from tf_melgan.audio import load_audio
-    from tflite.convert import data_splits, resolve_data_path
+    from tf_melgan.deploy.convert.data import data_splits, resolve_data_path
     data = resolve_data_path(config.data.path, model_dir)
     _, held_out = data_splits(config, data)
     ac = config.audio

@@ -5,7 +5,7 @@ weights shared with PyTorch) in every form the project ships, against PyTorch:
     python -m benchmarks.inference [--threads 1,2] [--seconds 10,60] [--out FILE.json]
 
 Variants: Keras eager call, tf.function, tf.function(jit_compile=True) (XLA), SavedModel
-(tf.saved_model.load of tf_melgan.export.export_saved_model), LiteRT (XNNPACK) fp32 / fp16 /
+(tf.saved_model.load of tf_melgan.deploy.saved_model.export_saved_model), LiteRT (XNNPACK) fp32 / fp16 /
 int8 (tflite/convert.py: --fp16, --quantize calibrated on real ljspeech-mini log-mels) with a
 dynamic frame count and static (--frames = the utterance), the streamer (tf_melgan.streaming
 .stream over a static-chunk fp32 or int8 .tflite: whole utterance and first-chunk latency) and
@@ -57,9 +57,9 @@ def prepare(args, durations):
     model_dir = prepare_model_dir(args.work_dir)
     sm = os.path.join(args.work_dir, "saved_model")
     if not os.path.isfile(os.path.join(sm, "saved_model.pb")):
-        from tf_melgan.export import export_saved_model
+        from tf_melgan.deploy.saved_model import export_saved_model
         export_saved_model(model_dir, sm)
-    from tflite import convert as conv
+    from tf_melgan.deploy import convert as conv
     jobs = []
     for v in set(args.variants):
         if v.startswith("tflite_"):
@@ -140,9 +140,9 @@ def child(args):
                 outputs[v] = (lambda i=interp, o=out_index: i.get_tensor(o))
             elif v.startswith("stream_tflite_"):
                 from tf_melgan.streaming import stream_all
-                from tf_melgan.litert import Vocoder
-                voc = Vocoder(tflite_path(args.work_dir, stream_mode(v),
-                                          STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
+                from tf_melgan.deploy.vocoder import load_vocoder
+                voc = load_vocoder(tflite_path(args.work_dir, stream_mode(v),
+                                               STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
                 fn = (lambda voc=voc: stream_all(voc, mel[0], STREAM_CHUNK, STREAM_CONTEXT))
             elif v == "pytorch":
                 tg = load_torch_generator(args.work_dir)
@@ -183,9 +183,9 @@ def child(args):
                  "load_before": load0, "load_after": load1}
         for v in [v for v in variants if v.startswith("stream_tflite_")]:
             from tf_melgan.streaming import first_chunk_latency
-            from tf_melgan.litert import Vocoder
-            voc = Vocoder(tflite_path(args.work_dir, stream_mode(v),
-                                      STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
+            from tf_melgan.deploy.vocoder import load_vocoder
+            voc = load_vocoder(tflite_path(args.work_dir, stream_mode(v),
+                                           STREAM_CHUNK + 2 * STREAM_CONTEXT), num_threads=n)
             entry.setdefault("stream_first_chunk", {})[v] = first_chunk_latency(
                 voc, N_MELS, STREAM_CHUNK, (STREAM_CONTEXT, STREAM_CONTEXT), hop_length=HOP,
                 sample_rate=SAMPLE_RATE, fixed_frames=STREAM_CHUNK + 2 * STREAM_CONTEXT,

@@ -43,9 +43,9 @@ def prepare(args):
     model_dir = prepare_model_dir(args.work_dir)
     p = paths(args.work_dir, args.chunk)
     if not os.path.isfile(os.path.join(p["saved_model"], "saved_model.pb")):
-        from tf_melgan.export import export_saved_model
+        from tf_melgan.deploy.saved_model import export_saved_model
         export_saved_model(model_dir, p["saved_model"])
-    from tflite import convert as conv
+    from tf_melgan.deploy import convert as conv
     for key, frames in (("tflite_int8", None), ("stream_int8", args.chunk + 2 * CONTEXT)):
         if not os.path.isfile(p[key]):
             conv.convert(model_dir, p[key], "int8", frames=frames, num_validation=2,
@@ -67,8 +67,8 @@ def child(args):
         mel_tf = tf.constant(mel)
         fn = lambda: sig(mel=mel_tf)["audio"].shape[-1]  # noqa: E731
     else:
-        from tf_melgan.litert import Vocoder
-        voc = Vocoder(p[variant], num_threads=n)
+        from tf_melgan.deploy.vocoder import load_vocoder
+        voc = load_vocoder(p[variant], num_threads=n)
         if variant == "tflite_int8":
             fn = lambda: voc(mel).shape[-1]  # noqa: E731
         else:

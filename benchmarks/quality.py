@@ -81,7 +81,8 @@ def layer_report(saved, calib, top=10):
     import csv
 
     import tensorflow as tf
-    from tflite.convert import INPUT_NAME, make_converter
+    from tf_melgan.deploy.convert.quantize import make_converter
+    from tf_melgan.deploy.manifest import INPUT_NAME
     # The debugger's interpreters do not resize their input: one length for all.
     frames = min(m.shape[1] for m in calib[:8])
     debugger = tf.lite.experimental.QuantizationDebugger(
@@ -157,12 +158,15 @@ def main(argv=None):
     import tensorflow as tf
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
-    from tf_melgan.litert import Vocoder, snr_db
+    from tf_melgan.deploy.convert import DEFAULT_RANGES, convert, ranges
+    from tf_melgan.deploy.convert.data import (calibration_mels, data_splits,
+                                               resolve_data_path)
+    from tf_melgan.deploy.convert.quantize import convert_saved_model
+    from tf_melgan.deploy.graph import write_litert_saved_model
+    from tf_melgan.deploy.litert import snr_db
+    from tf_melgan.deploy.manifest import INPUT_NAME
+    from tf_melgan.deploy.vocoder import load_vocoder
     from tf_melgan.metrics import pitch, speech_scores
-    from tflite import ranges
-    from tflite.convert import (DEFAULT_RANGES, INPUT_NAME, calibration_mels, convert,
-                                convert_saved_model, data_splits, export_saved_model,
-                                resolve_data_path)
 
     generator, config = load_generator(args.model_dir, which="best", fold=True)
     ac = config.audio
@@ -183,21 +187,25 @@ def main(argv=None):
             else:
                 convert(args.model_dir, path, mode)
             print(f"converted {mode} in {time.time() - t:.0f} s", flush=True)
-        models[mode] = Vocoder(path, num_threads=2)
+        models[mode] = load_vocoder(path, num_threads=2)
     calib = None
     if args.layers and "int8" in models:
         calib = calibration_mels(train_files, ac, 32, 256, False,
                                  (config.data.gain_min, config.data.gain_max))
         saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
-        export_saved_model(generator, saved, ac.n_mels)
+        write_litert_saved_model(generator, saved, ac.n_mels)
         representative = lambda: ({INPUT_NAME: m} for m in calib)  # noqa: E731
+
+        def percentile_ranges(calibrated):
+            return ranges.percentile_ranges(calibrated, calib, ranges.parse(DEFAULT_RANGES))
+
         for name, layers in FLOAT_VARIANTS.items():
             path = os.path.join(work, f"vocoder_{name}.tflite")
             with open(path, "wb") as f:
                 f.write(convert_saved_model(saved, "int8", representative,
                                             float_layers=layers,
-                                            percentile=ranges.parse(DEFAULT_RANGES)))
-            models[name] = Vocoder(path, num_threads=2)
+                                            activation_ranges=percentile_ranges))
+            models[name] = load_vocoder(path, num_threads=2)
 
     hop, sr = ac.hop_length, ac.sample_rate
     per = {name: [] for name in ["keras"] + [f"tflite_{m}" for m in models] + ["griffin_lim"]}

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tf_melgan.litert import snr_db  # noqa: E402
+from tf_melgan.deploy.litert import snr_db  # noqa: E402
 
 FLAGS = {"float32": [], "fp16": ["--fp16"], "int8": ["--quantize"],
          "dynamic_range": ["--dynamic_range"]}
@@ -84,15 +84,16 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from tflite import convert as conv
+    from tf_melgan.deploy.convert import convert
+    from tf_melgan.deploy.convert.data import data_splits, resolve_data_path
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
 
     os.makedirs(args.out_dir, exist_ok=True)
     generator, config = load_generator(args.model_dir)
     a = config.audio
-    data_path = conv.resolve_data_path(config.data.path, args.model_dir)
-    _, held_out = conv.data_splits(config, data_path)
+    data_path = resolve_data_path(config.data.path, args.model_dir)
+    _, held_out = data_splits(config, data_path)
     speech = np.concatenate([load_audio(f, a.sample_rate, a.peak) for f in held_out])
     mel = log_mel_numpy(speech, a)[None]
     mel = np.tile(mel, (1, -(-args.frames // mel.shape[1]), 1))[:, :args.frames]
@@ -116,7 +117,7 @@ def main(argv=None):
         path = os.path.join(args.out_dir, name + ".tflite")
         sm = os.path.join(args.out_dir, f"saved_model_{'mirrorpad_' if mirror else ''}{shape}")
         if not (args.reuse and os.path.isfile(path)):
-            conv.convert(args.model_dir, path, mode, frames=frames, saved_model=sm,
+            convert(args.model_dir, path, mode, frames=frames, saved_model=sm,
                          mirror_pad=mirror, num_calibration=args.num_calibration,
                          float_layers=float_layers, overwrite=True)
         models[name] = (mode, frames, path)

@@ -14,12 +14,14 @@ import soundfile as sf
 import tensorflow as tf
 
 from tf_melgan import export
+from tf_melgan.deploy import graph, saved_model
+from tf_melgan.deploy.manifest import Manifest, manifest_for, read_manifest
 from tf_melgan.audio import load_audio, log_mel_numpy
 from tf_melgan.checkpoint import load_generator
 from tf_melgan.config import config_from_dict
 from tf_melgan.generator import Generator
 from tf_melgan import synthesize as synthesize_module
-from tf_melgan.synthesize import SynthesisError, cli_main, load_vocoder, synthesize
+from tf_melgan.synthesize import SynthesisError, main, load_vocoder, synthesize
 
 TOL = 1e-5
 PCM16 = 2.0 / 32768  # wav files hold 16-bit samples: rounding plus clipping at 1.0
@@ -66,7 +68,7 @@ def model(tmp_path_factory):
 def exported(model, tmp_path_factory):
     """The export CLI, run in-process."""
     out = str(tmp_path_factory.mktemp("export") / "saved")
-    assert export.cli_main(["export", "--model_dir", model["dir"], "--output", out]) == 0
+    assert export.main(["export", "--model_dir", model["dir"], "--output", out]) == 0
     return out
 
 
@@ -114,7 +116,7 @@ def test_export_carries_the_audio_config(model, exported):
     # a real SavedModel asset, not only a file in the folder
     loaded = tf.saved_model.load(exported)
     assert loaded.tf_melgan_config.asset_path.numpy().decode().endswith("tf_melgan.json")
-    assert export.read_metadata(exported) == meta
+    assert read_manifest(exported).to_dict() == meta
 
 
 def test_saved_model_cli_run(model, exported, tmp_path):
@@ -160,38 +162,38 @@ def test_verifier_catches_a_tf_module_export(tmp_path):
 
     module = Module()
     tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
-    with pytest.raises(export.ExportError, match="session loader"):
-        export.verify_saved_model(str(tmp_path / "m"), g, 16)
+    with pytest.raises(saved_model.ExportError, match="session loader"):
+        saved_model.verify_saved_model(str(tmp_path / "m"), g, 16)
 
 
 def test_export_never_leaves_a_broken_export(tmp_path, monkeypatch):
     g, config = small_generator_and_config()
     out = tmp_path / "out"
-    path = export.export_saved_model(g, out, config)
-    assert path == str(out) and export.read_metadata(path)["audio"]["n_mels"] == 16
-    with pytest.raises(export.ExportError, match="exists"):
-        export.export_saved_model(g, out, config)
+    path = saved_model.export_saved_model(g, out, config)
+    assert path == str(out) and read_manifest(path).audio["n_mels"] == 16
+    with pytest.raises(saved_model.ExportError, match="exists"):
+        saved_model.export_saved_model(g, out, config)
 
     def broken(*args, **kwargs):
-        raise export.ExportError("differs from Keras by 1")
+        raise saved_model.ExportError("differs from Keras by 1")
 
-    monkeypatch.setattr(export, "verify_saved_model", broken)
-    with pytest.raises(export.ExportError, match="differs"):
-        export.export_saved_model(g, tmp_path / "broken", config)
+    monkeypatch.setattr(saved_model, "verify_saved_model", broken)
+    with pytest.raises(saved_model.ExportError, match="differs"):
+        saved_model.export_saved_model(g, tmp_path / "broken", config)
     assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing new, no staging dir
-    with pytest.raises(export.ExportError, match="n_mels"):
-        export.export_saved_model(g, tmp_path / "x", config_from_dict({}, []))
+    with pytest.raises(saved_model.ExportError, match="n_mels"):
+        saved_model.export_saved_model(g, tmp_path / "x", config_from_dict({}, []))
 
 
 def test_export_cli_errors_are_one_line(tmp_path, capsys):
-    assert export.cli_main(["export", "--model_dir", str(tmp_path / "nope"),
+    assert export.main(["export", "--model_dir", str(tmp_path / "nope"),
                             "--output", str(tmp_path / "o")]) == 1
     assert "no such model dir" in one_error_line(capsys.readouterr().err)
     (tmp_path / "empty").mkdir()
-    assert export.cli_main(["export", "--model_dir", str(tmp_path / "empty"),
+    assert export.main(["export", "--model_dir", str(tmp_path / "empty"),
                             "--output", str(tmp_path / "o")]) == 1
     assert "config.yaml" in one_error_line(capsys.readouterr().err)
-    assert export.cli_main(["export"]) == 2
+    assert export.main(["export"]) == 2
     one_error_line(capsys.readouterr().err)
 
 
@@ -221,7 +223,7 @@ def test_synthesize_api_on_every_model_kind(model, exported, tmp_path):
     assert vocoder.fixed_frames is None and vocoder.sample_rate == 22050
     assert np.max(np.abs(synthesize(vocoder, mel) - want)) <= TOL
     # TFLite with a static [1, 5 + 2 * 6, n_mels] input: driven chunk by chunk
-    archive = export.serving_archive(model["folded"], 80, batch=1, frames=17,
+    archive = graph.serving_archive(model["folded"], 80, batch=1, frames=17,
                                      check_frames=False)
     archive.write_out(str(tmp_path / "fixed_sm"), verbose=False)
     fixed = load_vocoder(to_tflite(str(tmp_path / "fixed_sm"), tmp_path / "fixed.tflite",
@@ -243,7 +245,7 @@ def run_cli(python, *args):
 def test_cli_copy_synthesis_of_a_wav(model, clip_path, tmp_path, capsys):
     """In-process (the folder test runs the real entry point on a wav and .npy files)."""
     out = tmp_path / "copy.wav"
-    assert cli_main(["synthesize", "--model", model["dir"], "--input", clip_path,
+    assert main(["synthesize", "--model", model["dir"], "--input", clip_path,
                      "--output", str(out)]) == 0
     audio, rate = sf.read(out, dtype="float32")
     mel = log_mel_numpy(load_audio(clip_path, 22050), model["config"].audio)
@@ -279,7 +281,7 @@ def test_cli_folder_of_wav_and_npy(model, exported, clip_path, tmp_path, python)
     assert not os.path.exists(tmp_path / "out" / "d.wav")
     # a clean folder exits 0 (in-process)
     os.remove(src / "d.npy")
-    assert cli_main(["synthesize", "--model", model["dir"], "--input", str(src), "--output",
+    assert main(["synthesize", "--model", model["dir"], "--input", str(src), "--output",
                      str(tmp_path / "out2"), "--verbose", "0"]) == 0
     assert len(os.listdir(tmp_path / "out2")) == 3
 
@@ -288,7 +290,7 @@ def test_cli_single_npy_chunked(model, tmp_path, capsys):
     """In-process: a [1, frames, n_mels] .npy, synthesized in 4-frame chunks."""
     mel = mel_of(21, seed=5)[None]
     np.save(tmp_path / "m.npy", mel)
-    assert cli_main(["synthesize", "--model", model["dir"], "--input", str(tmp_path / "m.npy"),
+    assert main(["synthesize", "--model", model["dir"], "--input", str(tmp_path / "m.npy"),
                      "--output", str(tmp_path / "o.flac"), "--chunk_frames", "4"]) == 0
     got, rate = sf.read(tmp_path / "o.flac", dtype="float32")
     assert rate == 22050 and np.max(np.abs(got - keras_audio(model["folded"], mel)[0])) <= PCM16
@@ -338,7 +340,7 @@ def test_cli_bad_input_is_one_line(model, loaded_vocoder, bad_files, tmp_path, c
                                    monkeypatch, name, message):
     # the CLI as is, minus reloading the same model for every case
     monkeypatch.setattr(synthesize_module, "load_vocoder", lambda path, which: loaded_vocoder)
-    code = cli_main(["synthesize", "--model", model["dir"], "--input", str(bad_files / name),
+    code = main(["synthesize", "--model", model["dir"], "--input", str(bad_files / name),
                      "--output", str(tmp_path / "o.wav")])
     assert code != 0
     assert message in one_error_line(capsys.readouterr().err)
@@ -353,7 +355,7 @@ BAD_MODELS = [("missing", "no such file"), ("empty.tflite", "empty file"),
 
 @pytest.mark.parametrize("name,message", BAD_MODELS)
 def test_cli_bad_model_is_one_line(bad_files, tmp_path, capsys, name, message):
-    code = cli_main(["synthesize", "--model", str(bad_files / name), "--input",
+    code = main(["synthesize", "--model", str(bad_files / name), "--input",
                      str(bad_files / "good.npy"), "--output", str(tmp_path / "o.wav")])
     assert code != 0
     assert message in one_error_line(capsys.readouterr().err)
@@ -362,13 +364,13 @@ def test_cli_bad_model_is_one_line(bad_files, tmp_path, capsys, name, message):
 def test_cli_model_dir_without_weights(model, bad_files, tmp_path, capsys):
     shutil.copyfile(os.path.join(model["dir"], "config.yaml"),
                     bad_files / "no_weights" / "config.yaml")
-    assert cli_main(["synthesize", "--model", str(bad_files / "no_weights"), "--input",
+    assert main(["synthesize", "--model", str(bad_files / "no_weights"), "--input",
                      str(bad_files / "good.npy"), "--output", str(tmp_path / "o.wav")]) == 1
     assert "no checkpoint" in one_error_line(capsys.readouterr().err)
-    assert cli_main(["synthesize", "--model", model["dir"], "--input",
+    assert main(["synthesize", "--model", model["dir"], "--input",
                      str(bad_files / "good.npy"), "--output", str(tmp_path / "o.mp4")]) == 1
     assert "must end in" in one_error_line(capsys.readouterr().err)
-    assert cli_main(["synthesize", "--model", model["dir"]]) == 2
+    assert main(["synthesize", "--model", model["dir"]]) == 2
     one_error_line(capsys.readouterr().err)
     with pytest.raises(SynthesisError, match="no such file"):
         load_vocoder(str(tmp_path / "nothing"))
@@ -377,16 +379,16 @@ def test_cli_model_dir_without_weights(model, bad_files, tmp_path, capsys):
 def test_export_metadata_embeds_the_mel_normalisation(tmp_path):
     """A stats file's path does not travel with an export: its values do, in the json."""
     from tf_melgan.config import AudioConfig
-    from tf_melgan.synthesize import _metadata_fields
     if "stats_path" not in AudioConfig.__dataclass_fields__:
         pytest.skip("this AudioConfig has no mel normalisation")
     stats = np.stack([np.linspace(-4, -1, 80), np.linspace(1, 2, 80)])
     np.save(tmp_path / "mel_stats.npy", stats)
     config = config_from_dict({}, ["generator.ngf=8"])
     config.audio.stats_path = str(tmp_path / "mel_stats.npy")
-    meta = json.loads(json.dumps(export.export_metadata(config)))
+    meta = json.loads(manifest_for(config).to_json())
     assert meta["audio"]["stats_path"] is None
     assert np.allclose([meta["mel_stats"]["mean"], meta["mel_stats"]["std"]], stats)
-    audio, hop, field, got = _metadata_fields(meta)
-    assert hop == 256 and field.context == 6 and np.allclose(got, stats)
-    assert not audio.stats_path
+    manifest = Manifest.from_dict(meta)
+    assert manifest.hop == 256 and manifest.receptive_field().context == 6
+    assert np.allclose(manifest.stats(), stats)
+    assert not manifest.audio_config().stats_path

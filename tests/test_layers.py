@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_melgan.layers import (Conv1D, ReflectionPad1D, ResidualBlock, WeightNormalization,
+from tf_melgan.layers import (Conv1D, PolyphaseConv1DTranspose, ReflectionPad1D, ResidualBlock, WeightNormalization,
                               conv1d, conv1d_transpose)
 
 
@@ -181,3 +181,28 @@ def test_snake_formula_and_folded_generator():
     paper = Generator(ngf=4, ratios=[4, 4], n_residual_layers=2)
     paper.build((None, None, 80))
     assert paper.snakes() == [] and len(g.weights) == len(paper.weights) + len(snakes)
+
+
+@pytest.mark.parametrize("mode", ["gather", "slices", "mirror_pad"])
+def test_reflection_pad_modes_are_numpy_reflect(mode):
+    x = np.random.default_rng(1).normal(size=(2, 9, 3)).astype(np.float32)
+    layer = ReflectionPad1D(3, mode)
+    want = np.pad(x, [(0, 0), (3, 3), (0, 0)], mode="reflect")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), want)
+    assert ReflectionPad1D.from_config(layer.get_config()).mode == mode
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ReflectionPad1D(3, "wrap")
+
+
+@pytest.mark.parametrize("ratio", [2, 3, 5, 8])
+def test_polyphase_upsampler_equals_transposed_conv(ratio):
+    layer = keras.layers.Conv1DTranspose(6, 2 * ratio, strides=ratio,
+                                         bias_initializer="uniform")
+    layer.build((None, None, 4))
+    poly = PolyphaseConv1DTranspose.from_config(layer.get_config())
+    poly.build((None, None, 4))
+    poly.set_weights(layer.get_weights())
+    x = np.random.default_rng(ratio).normal(size=(2, 17, 4)).astype(np.float32)
+    ref = layer(x).numpy()
+    assert ref.shape == (2, 18 * ratio, 6)
+    np.testing.assert_allclose(poly(tf.constant(x)).numpy(), ref, atol=1e-5, rtol=0)

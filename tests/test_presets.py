@@ -297,7 +297,7 @@ def test_preprocess_writes_training_split_stats(tmp_path, clip, capsys):
     files = short_corpus(str(tmp_path / "data"), clip)
     out = tmp_path / "out" / "stats.npy"
     # stats_path pointing at the file about to be written is fine: it is not read.
-    rc = main(["--data", str(tmp_path / "data"), "--output", str(out),
+    rc = main(["preprocess", "--data", str(tmp_path / "data"), "--output", str(out),
                "--set", "audio.mel_preset=tacotron2", "--set", "data.validation_clips=1",
                "--set", f"audio.stats_path={out}"])
     assert rc == 0
@@ -320,9 +320,9 @@ def test_preprocess_writes_training_split_stats(tmp_path, clip, capsys):
 def test_preprocess_errors(tmp_path, capsys):
     from tf_melgan.preprocess import main
 
-    assert main(["--data", str(tmp_path), "--output", str(tmp_path / "s.npy"), "--quiet"]) == 1
+    assert main(["preprocess", "--data", str(tmp_path), "--output", str(tmp_path / "s.npy"), "--quiet"]) == 1
     assert capsys.readouterr().err.startswith("data error: no audio files")
-    assert main(["--output", "s.npy", "--set", "audio.mel_preset=x"]) == 1
+    assert main(["preprocess", "--output", "s.npy", "--set", "audio.mel_preset=x"]) == 1
     assert capsys.readouterr().err.startswith("config error: audio.mel_preset must be one of")
     assert not (tmp_path / "s.npy").exists()
 

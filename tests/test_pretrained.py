@@ -65,11 +65,11 @@ def test_cli_tools_take_the_name(tmp_path, capsys):
     clip = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "demo_data", "wavs", "demo_000.flac")
     out = str(tmp_path / "out.wav")
-    assert synthesize.cli_main(["synthesize", "--model", "ljspeech", "--input", clip,
+    assert synthesize.main(["synthesize", "--model", "ljspeech", "--input", clip,
                                 "--output", out]) == 0
     audio, rate = sf.read(out)
     assert rate == 22050 and abs(len(audio) / rate - sf.info(clip).duration) < 256 / rate
-    assert export.cli_main(["export", "--model_dir", "ljspeech", "--output",
+    assert export.main(["export", "--model_dir", "ljspeech", "--output",
                             str(tmp_path / "sm")]) == 0
     printed = capsys.readouterr().out
     assert f"of {SHIPPED}" in printed and "max |SavedModel - Keras| = 0" in printed

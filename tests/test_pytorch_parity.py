@@ -362,9 +362,9 @@ def test_imported_model_dir_feeds_synthesize_export_and_tflite(tmp_path, clip, a
     and LiteRT conversion all reproduce the PyTorch generator."""
     import sys
     sys.path.insert(0, ROOT)  # tflite/ is a folder of scripts at the repo root
-    from tf_melgan.export import export_saved_model
+    from tf_melgan.deploy.saved_model import export_saved_model
     from tf_melgan.synthesize import synthesize
-    from tflite.convert import convert
+    from tf_melgan.deploy.convert import convert
 
     torch.manual_seed(0)
     g = tm.randomize_(tm.Generator(80, 8, 1), seed=7).eval()

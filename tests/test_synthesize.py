@@ -16,7 +16,7 @@ from conftest import one_line_error
 from tf_melgan.atomic import TMP_PREFIX
 from tf_melgan.config import config_from_dict
 from tf_melgan.generator import Generator
-from tf_melgan.synthesize import cli_main
+from tf_melgan.synthesize import main
 
 # The module itself: `tf_melgan.synthesize` as an attribute of the package can be the
 # function of that name (tf_melgan/__init__.py exports it lazily).
@@ -48,7 +48,7 @@ def mel_path(tmp_path):
 
 
 def synthesize(model_dir, mel_path, output, capsys):
-    status = cli_main(["synthesize", "--model", model_dir, "--input", mel_path, "--output",
+    status = main(["synthesize", "--model", model_dir, "--input", mel_path, "--output",
                        str(output), "--verbose", "0"])
     return status, capsys.readouterr().err
 

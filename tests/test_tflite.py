@@ -29,12 +29,20 @@ from tf_melgan.audio import load_audio, log_mel_numpy  # noqa: E402
 from tf_melgan.checkpoint import load_generator  # noqa: E402
 from tf_melgan.config import config_from_dict  # noqa: E402
 from tf_melgan.generator import Generator  # noqa: E402
-from tflite import convert as conv  # noqa: E402
-from tflite import ranges  # noqa: E402
-from tf_melgan.litert import (VARIABLE_OPS, Vocoder, op_counts, op_problems,  # noqa: E402
-                              read_ops, read_sidecar, snr_db)
+from tf_melgan import convert as convert_cli  # noqa: E402
+from tf_melgan.deploy import convert as conv  # noqa: E402
+from tf_melgan.deploy.convert import checks, quantize, ranges  # noqa: E402
+from tf_melgan.deploy.convert import data as clips  # noqa: E402
+from tf_melgan.deploy.litert import LiteRTModel as Vocoder  # noqa: E402
+from tf_melgan.deploy.litert import VARIABLE_OPS, op_counts, op_problems, read_ops, snr_db  # noqa: E402
+from tf_melgan.deploy.manifest import INPUT_NAME, read_manifest  # noqa: E402
 
 SMOKE = os.path.join(ROOT, "tflite", "smoke_test.py")
+
+
+def read_sidecar(path):
+    """The .tflite's manifest as the JSON it is written as."""
+    return read_manifest(path).to_dict()
 # Small: 2 residual layers per stage (dilations 1, 3: the dilated-conv path is exercised).
 TINY_OVERRIDES = ["generator.ngf=8", "generator.n_residual_layers=2",
                   "data.validation_clips=2"]
@@ -155,18 +163,6 @@ def assert_builtin_only(path):
     return names
 
 
-@pytest.mark.parametrize("ratio", [2, 3, 5, 8])
-def test_polyphase_upsampler_equals_transposed_conv(ratio):
-    layer = keras.layers.Conv1DTranspose(6, 2 * ratio, strides=ratio,
-                                         bias_initializer="uniform")
-    layer.build((None, None, 4))
-    x = np.random.default_rng(ratio).normal(size=(2, 17, 4)).astype(np.float32)
-    ref = layer(x).numpy()
-    assert ref.shape == (2, 18 * ratio, 6)
-    np.testing.assert_allclose(conv._polyphase_upsample(layer)(tf.constant(x)).numpy(), ref,
-                               atol=1e-5, rtol=0)
-
-
 def test_float32_equals_keras(float32_model, keras_model, real_mel):
     # Reflection pads are exported as slices + concat (XNNPACK does not take MIRROR_PAD),
     # and dilated convs as CONV_2D with a dilation factor even with a dynamic length
@@ -221,7 +217,7 @@ def test_fp16_close_to_keras(fp16_model, float32_model, keras_model, real_mel):
     assert snr_db(ref, out) > FP16_MIN_SNR_DB
     assert np.max(np.abs(out - ref)) < 1e-2
     assert os.path.getsize(fp16_model) < 0.6 * os.path.getsize(float32_model)
-    assert read_sidecar(fp16_model)["smoke_tolerance"]["min_snr_db"] == conv.FP16_SNR_FLOOR
+    assert read_sidecar(fp16_model)["smoke_tolerance"]["min_snr_db"] == checks.FP16_SNR_FLOOR
 
 
 def test_int8_is_full_integer_and_tracks_keras(int8_model, float32_model, keras_model,
@@ -277,8 +273,8 @@ def test_float_layers_must_match_and_need_int8(model_dir, tmp_path, saved_model,
     assert not os.path.exists(output)
     names = ["m/up_1_1/conv", "m/res_1_0_1/add", "m/conv_post_1/BiasAdd", "m/Tanh",
              "StatefulPartitionedCall:01"]
-    assert conv.float_tensor_names(names, ["output"]) == names[2:]
-    assert conv.float_tensor_names(names, ["up_1", "output"]) == [names[0]] + names[2:]
+    assert quantize.float_tensor_names(names, ["output"]) == names[2:]
+    assert quantize.float_tensor_names(names, ["up_1", "output"]) == [names[0]] + names[2:]
 
 
 def test_activation_ranges_spec():
@@ -293,10 +289,10 @@ def test_activation_ranges_spec():
 def calibration(keras_model, saved_model, int8_model):
     """Calibration mels of the tiny model's training split, and the calibrated model."""
     config = keras_model[1]
-    train, _ = conv.data_splits(config, config.data.path)
-    mels = conv.calibration_mels(train, config.audio, 4, 48, False, (0.3, 1.0))
-    representative = lambda: ({conv.INPUT_NAME: m} for m in mels)  # noqa: E731
-    return mels, representative, conv.calibrate(saved_model, representative)
+    train, _ = clips.data_splits(config, config.data.path)
+    mels = clips.calibration_mels(train, config.audio, 4, 48, False, (0.3, 1.0))
+    representative = lambda: ({INPUT_NAME: m} for m in mels)  # noqa: E731
+    return mels, representative, quantize.calibrate(saved_model, representative)
 
 
 def test_calibrate_then_quantize_is_what_convert_makes(saved_model, calibration, tmp_path,
@@ -304,8 +300,8 @@ def test_calibrate_then_quantize_is_what_convert_makes(saved_model, calibration,
     # The path --ranges and --float_layers take (calibrate, edit, quantize) quantizes as
     # TFLiteConverter.convert() does when nothing is edited.
     mels, representative, calibrated = calibration
-    whole = conv.make_converter(saved_model, "int8", representative).convert()
-    split = conv.quantize_calibrated(calibrated)
+    whole = quantize.make_converter(saved_model, "int8", representative).convert()
+    split = quantize.quantize_calibrated(calibrated)
     assert op_counts(read_ops(whole)) == op_counts(read_ops(split))
     outs = []
     for name, model in (("whole", whole), ("split", split)):
@@ -430,7 +426,7 @@ def _nan(generator):
 def test_refuses_silent_or_nan_model(tmp_path, audio_dir, capsys, edit, message):
     broken = make_model_dir(tmp_path / "broken", audio_dir, edit)
     output = tmp_path / "out" / "broken.tflite"
-    rc = conv.main(["--model_dir", broken, "--output", str(output), "--num_validation", "1",
+    rc = convert_cli.main(["convert", "--model_dir", broken, "--output", str(output), "--num_validation", "1",
                     "--validation_frames", "64"])
     err = capsys.readouterr().err.strip()
     assert rc == 1
@@ -470,12 +466,12 @@ def test_dynamic_range_only_on_request_and_warned(model_dir, tmp_path, saved_mod
 
 # ---------------------------------------------------------------- smoke test, no TensorFlow
 
-LITERT_ONLY = ["ai-edge-litert", "numpy", "soundfile"]
+LITERT_ONLY = ["ai-edge-litert", "numpy", "soundfile", "absl-py"]
 
 
 @pytest.fixture(scope="session")
 def litert_only_python(request, tmp_path_factory):
-    """A venv with only ai-edge-litert, NumPy and soundfile (pip, from the local mirror),
+    """A venv with only ai-edge-litert, NumPy, soundfile and absl-py (pip, from the local mirror),
     built once and cached in pytest's cache dir (.pytest_cache) across sessions."""
     cache = getattr(request.config, "cache", None)
     base = cache.mkdir("tflite_smoke_venv") if cache else tmp_path_factory.mktemp("venv")
@@ -556,7 +552,7 @@ def test_read_only_output_is_refused_before_converting(read_only_dir, monkeypatc
 
     monkeypatch.setattr(tf_melgan.checkpoint, "load_generator", no_loading)
     out = read_only_dir / "vocoder.tflite"
-    assert conv.main(["--model_dir", "anything", "--output", str(out)]) == 1
+    assert convert_cli.main(["convert", "--model_dir", "anything", "--output", str(out)]) == 1
     err = capsys.readouterr().err
     reasons = {os.strerror(errno.EROFS), os.strerror(errno.EACCES)}
     assert err in {f"convert.py: refused, nothing written: {out}: {r}\n" for r in reasons}, err
@@ -571,7 +567,7 @@ def test_outputs_are_written_all_or_nothing(tmp_path, tmpfs, monkeypatch):
     golden = dict(mel=np.zeros((1, 128, 80), np.float32), audio=np.zeros((1, 16_384), np.float32))
     disk = tmpfs("256k") or tmp_path / "disk"
     out = disk / "vocoder.tflite"
-    conv.write_outputs(str(out), str(model), {"old": True}, tiny=np.zeros(2, np.float32))
+    conv.write_outputs(str(out), str(model), '{"old": true}', tiny=np.zeros(2, np.float32))
     previous = {name: (disk / name).read_bytes() for name in os.listdir(disk)}
     assert sorted(previous) == ["vocoder.golden.npz", "vocoder.json", "vocoder.tflite"]
     if disk == tmp_path / "disk":  # no tmpfs: inject
@@ -582,7 +578,7 @@ def test_outputs_are_written_all_or_nothing(tmp_path, tmpfs, monkeypatch):
 
         monkeypatch.setattr(np, "savez", savez_then_fail)
     with pytest.raises(conv.ConversionError) as info:
-        conv.write_outputs(str(out), str(model), {"new": True}, **golden)
+        conv.write_outputs(str(out), str(model), '{"new": true}', **golden)
     message = str(info.value)
     assert re.fullmatch(rf"{re.escape(str(disk))}/vocoder\.(tflite|golden\.npz): no space left "
                         r"on device \(needs about 0\.31 MB, \d+\.\d\d [MG]B free\)", message), \
@@ -608,7 +604,7 @@ def test_smoke_test_thread_flag(float32_model, python, flag):
 def test_convert_refuses_to_overwrite_unless_asked(model_dir, float32_model, capsys):
     before = {p: os.path.getmtime(p) for p in (float32_model,
                                                float32_model.replace(".tflite", ".json"))}
-    assert conv.main(["--model_dir", model_dir, "--output", float32_model]) == 1
+    assert convert_cli.main(["convert", "--model_dir", model_dir, "--output", float32_model]) == 1
     assert capsys.readouterr().err == (f"convert.py: refused, nothing written: {float32_model} "
                                        f"exists (pass overwrite=True / --overwrite)\n")
     assert {p: os.path.getmtime(p) for p in before} == before
@@ -618,10 +614,10 @@ def test_converted_model_says_which_generator(model_dir, float32_model, tmp_path
     source = read_sidecar(float32_model)["source"]
     assert source == {"model_dir": os.path.abspath(model_dir), "which": "best",
                       "path": os.path.join(model_dir, "best_generator.weights.h5"), **BEST}
-    from tf_melgan.synthesize import cli_main
+    from tf_melgan.synthesize import main
     mel = tmp_path / "mel.npy"
     np.save(mel, np.full((20, 80), -4.0, np.float32))
-    assert cli_main(["synthesize", "--model", float32_model, "--input", str(mel),
+    assert main(["synthesize", "--model", float32_model, "--input", str(mel),
                      "--output", str(tmp_path / "out.wav")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
         f"generator: best generator (step 7, validation log-mel L1 1.2345) of "

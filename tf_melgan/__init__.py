@@ -1,7 +1,8 @@
 """tf-melgan: MelGAN (Kumar et al., NeurIPS 2019) in TensorFlow 2 / Keras 3.
 
 The public names below are imported on first use (PEP 562), so `import tf_melgan` and the
-TensorFlow-free `tf_melgan.litert` (LiteRT runtime) do not pay for, or need, TensorFlow.
+TensorFlow-free LiteRT path (`tf_melgan.deploy.litert`, `.vocoder`, `.manifest`) do not pay
+for, or need, TensorFlow.
 """
 
 import importlib
@@ -21,7 +22,7 @@ _EXPORTS = {
     "tf_melgan.losses": ["discriminator_loss", "feature_matching_loss", "generator_loss",
                          "mel_l1"],
     "tf_melgan.model": ["MelGAN", "make_optimizer"],
-    "tf_melgan.synthesize": ["Vocoder", "load_vocoder"],
+    "tf_melgan.deploy.vocoder": ["Vocoder", "load_vocoder"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -109,11 +109,12 @@ def mel_stats(config: AudioConfig) -> np.ndarray | None:
 
 
 def log_mel_numpy(audio: np.ndarray, config: AudioConfig, full: bool = False,
-                  normalize: bool = True) -> np.ndarray:
+                  normalize: bool = True, stats: "np.ndarray | None" = None) -> np.ndarray:
     """Log-mel of `audio` ([samples] or [batch, samples]) -> [..., frames, n_mels], NumPy.
 
     frames = samples // hop; `full=True` keeps the extra last frame of the 'center'
-    padding (tacotron2: samples // hop + 1). `normalize=False` skips audio.stats_path.
+    padding (tacotron2: samples // hop + 1). `normalize=False` skips audio.stats_path;
+    `stats` ([2, n_mels] mean, std, e.g. an export's embedded ones) replaces it.
     """
     preset = config.preset
     audio = np.asarray(audio, dtype=np.float64)
@@ -132,16 +133,17 @@ def log_mel_numpy(audio: np.ndarray, config: AudioConfig, full: bool = False,
     mel = magnitude @ mel_filters(config).astype(np.float64)
     mel = np.maximum(mel, config.log_clamp)
     log_mel = np.log(mel) if preset.log == "ln" else np.log10(mel)
-    stats = mel_stats(config) if normalize else None
+    if stats is None and normalize:
+        stats = mel_stats(config)
     if stats is not None:
         log_mel = (log_mel - stats[0]) / stats[1]
     return log_mel.astype(np.float32)
 
 
-def silence_mel(config: AudioConfig) -> np.ndarray:
+def silence_mel(config: AudioConfig, stats: "np.ndarray | None" = None) -> np.ndarray:
     """The mel of digital silence, [n_mels]: the lowest value each band can take (log of
-    the clamp, normalised when audio.stats_path is set)."""
-    return log_mel_numpy(np.zeros(2 * config.n_fft, np.float32), config)[0]
+    the clamp, normalised when audio.stats_path or `stats` is set)."""
+    return log_mel_numpy(np.zeros(2 * config.n_fft, np.float32), config, stats=stats)[0]
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")

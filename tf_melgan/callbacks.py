@@ -184,15 +184,16 @@ class CheckpointSaver(keras.callbacks.Callback):
 
 class BestGenerator(keras.callbacks.Callback):
     """Keeps the generator with the lowest validation log-mel L1 (the official criterion)
-    in MODEL_DIR/best_generator.weights.h5, its score and step in best.json. Both are
+    in MODEL_DIR/BEST_WEIGHTS, its score and step in BEST_JSON (tf_melgan.checkpoint). Both are
     written to temporaries first and renamed weights first: a kill at any point leaves the
     previous pair, or the new weights with the old (higher) score."""
 
     def __init__(self, model_dir: str, gan, enabled: bool = True):
         super().__init__()
         self.gan, self.enabled = gan, enabled
-        self.weights_path = os.path.join(model_dir, "best_generator.weights.h5")
-        self.json_path = os.path.join(model_dir, "best.json")
+        from tf_melgan.checkpoint import BEST_JSON, BEST_WEIGHTS
+        self.weights_path = os.path.join(model_dir, BEST_WEIGHTS)
+        self.json_path = os.path.join(model_dir, BEST_JSON)
         self.best, self.best_step = math.inf, None
         if os.path.isfile(self.json_path):
             try:

@@ -29,20 +29,46 @@ def one_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def parse_flags(flag_values, argv, doc: str):
-    """Parses argv into a private absl FlagValues. Returns None to go on, or the exit
-    status: 0 after printing help, 2 after a one-line usage error on stderr."""
+def new_flags():
+    """An empty absl FlagValues of a CLI's own (absl's global FLAGS would mix the flags of
+    every CLI imported into one process, e.g. in tests)."""
+    from absl import flags
+    return flags.FlagValues()
+
+
+def parse_flags(flag_values, argv, doc: str, required=(), positional=None):
+    """Parses argv (argv[0] is the program) into `flag_values`. Returns None to go on, or
+    the exit status: 0 after printing help (the module's doc, then the flags), 2 after a
+    one-line usage error on stderr (unknown flag, bad value, a `required` flag missing).
+    Positional arguments go into the list `positional`; without one they are an error."""
     from absl import flags
 
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
         print(f"{doc.strip()}\n\nflags:\n{flag_values.get_help()}")
         return 0
     try:
-        flag_values(list(argv))
+        rest = flag_values(list(argv))[1:]
     except flags.Error as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+    missing = [f"--{n}" for n in required if flag_values[n].value in (None, "")]
+    if missing:
+        print(f"error: {', '.join(missing)} required", file=sys.stderr)
+        return 2
+    if rest and positional is None:
+        print(f"error: unexpected argument {rest[0]!r}", file=sys.stderr)
+        return 2
+    if positional is not None:
+        positional.extend(rest)
     return None
+
+
+def report(e: BaseException, debug: bool, prefix: str = "error: ") -> int:
+    """A CLI's failure: one line on stderr and status 1 (with --debug: re-raised)."""
+    if debug:
+        raise e
+    print(f"{prefix}{one_line(e)}", file=sys.stderr)
+    return 1
 
 
 def debug_requested(flag: bool = False) -> bool:

@@ -20,36 +20,39 @@ class Generator(keras.Model):
     ReflectionPad(3) -> Conv(k7, 1) -> tanh. activation='snake' (not in the paper) puts a
     Snake with its own per-channel a wherever the paper has a LeakyReLU; upsampling=
     'nearest' (not in the paper) replaces each transposed conv by a NearestUpsampler.
+    pad_mode and polyphase pick the ops of an export graph (ReflectionPad1D's mode,
+    PolyphaseConv1DTranspose), not the numbers; tf_melgan.deploy.graph sets them.
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
                  init="pytorch", init_stddev=0.02, weight_norm=True, activation="leaky_relu",
-                 upsampling="transposed", **kwargs):
+                 upsampling="transposed", pad_mode="gather", polyphase=False, **kwargs):
         super().__init__(**kwargs)
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
         self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
         self.init, self.init_stddev, self.activation = init, init_stddev, activation
-        self.upsampling = upsampling
+        self.upsampling, self.pad_mode, self.polyphase = upsampling, pad_mode, polyphase
         self.hop_length = 1
         for r in self.ratios:
             self.hop_length *= r
         opts = dict(weight_norm=weight_norm, init=init, stddev=init_stddev)
         channels = ngf * 2 ** len(self.ratios)
-        self.pad_pre = ReflectionPad1D(3)
+        self.pad_pre = ReflectionPad1D(3, pad_mode)
         self.conv_pre = conv1d(channels, 7, n_mels, name="conv_pre", **opts)
         self.upsamplers, self.stages, self.acts = [], [], []
         for i, r in enumerate(self.ratios):
             self.acts.append(activation_layer(activation, channels, name=f"act_{i}"))
             channels //= 2
             self.upsamplers.append(
-                NearestUpsampler(channels, r, 2 * channels, name=f"up_{i}", **opts)
+                NearestUpsampler(channels, r, 2 * channels, name=f"up_{i}", pad_mode=pad_mode,
+                                 **opts)
                 if upsampling == "nearest" else
-                conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", **opts))
+                conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", polyphase=polyphase, **opts))
             self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}",
-                                              activation=activation, **opts)
+                                              activation=activation, pad_mode=pad_mode, **opts)
                                 for j in range(n_residual_layers)])
         self.act_post = activation_layer(activation, channels, name="act_post")
-        self.pad_post = ReflectionPad1D(3)
+        self.pad_post = ReflectionPad1D(3, pad_mode)
         self.conv_post = conv1d(1, 7, channels, name="conv_post", **opts)
         # Keras 3 keeps layers held in lists out of tf.train.Checkpoint's object graph;
         # attributes put them in (same layers, same weights and order).
@@ -104,7 +107,8 @@ class Generator(keras.Model):
                 "ratios": self.ratios, "n_residual_layers": self.n_residual_layers,
                 "init": self.init, "init_stddev": self.init_stddev,
                 "weight_norm": self.weight_norm, "activation": self.activation,
-                "upsampling": self.upsampling}
+                "upsampling": self.upsampling, "pad_mode": self.pad_mode,
+                "polyphase": self.polyphase}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,

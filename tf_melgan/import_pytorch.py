@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from tf_melgan.cli import DEBUG_HELP
+from tf_melgan.cli import DEBUG_HELP, new_flags
 
 
 class CheckpointImportError(ValueError):
@@ -338,23 +338,10 @@ def generator_from_state_dict(state: dict, path: str = "generator"):
     return generator, sizes
 
 
-def discriminator_from_state_dict(state: dict, path: str = "discriminator"):
-    """A weight-normed MultiScaleDiscriminator holding the official `state`, and its sizes."""
-    from tf_melgan.discriminator import MultiScaleDiscriminator
-    sizes = infer_discriminator(state, path)
-    discriminator = MultiScaleDiscriminator(**sizes, weight_norm=True, name="discriminator")
-    discriminator.build()
-    key_map = discriminator_key_map(discriminator)
-    check_state_dict(state, expected_shapes(key_map), path)
-    assign(key_map, state)
-    return discriminator, sizes
-
-
-BEST_WEIGHTS = "best_generator.weights.h5"
-
-
 def _existing_model_dir(output_dir: str) -> bool:
     import tensorflow as tf
+
+    from tf_melgan.checkpoint import BEST_WEIGHTS
     return (any(os.path.exists(os.path.join(output_dir, name))
                 for name in ("config.yaml", BEST_WEIGHTS)) or
             tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints")) is not None)
@@ -412,6 +399,7 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
     saved = manager.save(checkpoint_number=0)
     # What tf_melgan.checkpoint.load_generator(DIR) reads first; training replaces it with
     # its best generator after its first validation (there is no best.json yet).
+    from tf_melgan.checkpoint import BEST_WEIGHTS
     with replacing(os.path.join(output_dir, BEST_WEIGHTS)) as tmp:
         gan.generator.save_weights(tmp)
     return saved
@@ -423,7 +411,7 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
 def _define_flags():
     from absl import flags
 
-    fv = flags.FlagValues()  # private: other CLIs' flags must not clash in one process
+    fv = new_flags()
     flags.DEFINE_string("checkpoint", None, "Official generator state_dict (netG.pt).",
                         flag_values=fv)
     flags.DEFINE_string("discriminator", None, "Official discriminator state_dict (netD.pt); "
@@ -436,23 +424,15 @@ def _define_flags():
     return fv
 
 
-def cli_main(argv) -> int:
+def main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit status. Errors are
     one line on stderr ('import error: ...')."""
     from tf_melgan.cli import debug_requested, parse_flags, python_command, quiet_tensorflow
 
     fv = _define_flags()
-    status = parse_flags(fv, argv, __doc__)
+    status = parse_flags(fv, argv, __doc__, required=("checkpoint", "output"))
     if status is not None:
         return status
-    missing = [f"--{n}" for n in ("checkpoint", "output") if not fv[n].value]
-    if missing:
-        print(f"error: {', '.join(missing)} required", file=sys.stderr)
-        return 2
-    extra = fv(list(argv))[1:]  # parsed already: what is left are positional arguments
-    if extra:
-        print(f"error: unexpected arguments: {' '.join(extra)}", file=sys.stderr)
-        return 2
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)
     if not debug:
@@ -474,7 +454,7 @@ def cli_main(argv) -> int:
 
 
 def cli():
-    sys.exit(cli_main(sys.argv))
+    sys.exit(main(sys.argv))
 
 
 if __name__ == "__main__":

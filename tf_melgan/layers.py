@@ -118,10 +118,18 @@ class WeightNormalization(keras.layers.Wrapper):
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
+    def _in_channels(self) -> int:
+        """The wrapped conv's input channels, read off its kernel ([k, in/groups, out], or
+        [k, out, in] for a transposed conv)."""
+        k = self.layer.kernel.shape
+        if isinstance(self.layer, keras.layers.Conv1DTranspose):
+            return int(k[2])
+        return int(k[1]) * self.layer.groups
+
     def fold(self):
         """A plain layer of the wrapped type whose kernel is g * v / ||v||."""
         plain = self.layer.__class__.from_config(self.layer.get_config())
-        plain.build(self.layer._build_shapes_dict["input_shape"])
+        plain.build((None, None, self._in_channels()))
         weights = [ops.convert_to_numpy(self.normalized_kernel())]
         if self.layer.use_bias:
             weights.append(ops.convert_to_numpy(self.layer.bias))
@@ -159,12 +167,21 @@ def conv1d(filters, kernel_size, in_channels, *, strides=1, dilation_rate=1, gro
 
 
 def conv1d_transpose(filters, kernel_size, strides, *, weight_norm=True, init="pytorch",
-                     stddev=0.02, name=None):
+                     stddev=0.02, polyphase=False, name=None):
+    """A 'valid' Conv1DTranspose, optionally weight-normed; `polyphase` (plain layers only:
+    weight norm computes its own transposed conv) runs it as PolyphaseConv1DTranspose."""
     kernel_init, bias_init = _initializers(init, stddev, kernel_size * filters)
-    layer = keras.layers.Conv1DTranspose(
+    layer = (PolyphaseConv1DTranspose if polyphase else keras.layers.Conv1DTranspose)(
         filters, kernel_size, strides=strides, kernel_initializer=kernel_init,
         bias_initializer=bias_init, name=None if weight_norm else name)
     return WeightNormalization(layer, name=name) if weight_norm else layer
+
+
+def child_layers(layer) -> list:
+    """A layer's direct sub-layers in creation order. Private `_layers`: Keras 3 has no
+    public list of a plain Layer's children (`Model.layers` exists for Models only, and
+    `_flatten_layers` is private too). Checked with Keras 3.10-3.15 (TF 2.21)."""
+    return list(layer._layers)
 
 
 def conv_layers(model):
@@ -172,7 +189,7 @@ def conv_layers(model):
     found = []
 
     def walk(layer):
-        for sub in layer._layers:
+        for sub in child_layers(layer):
             if isinstance(sub, (WeightNormalization, keras.layers.Conv1D,
                                 keras.layers.Conv1DTranspose)):
                 found.append(sub)
@@ -195,22 +212,38 @@ def fold_weight_norm_into(source, target):
     return target
 
 
+PAD_MODES = ("gather", "slices", "mirror_pad")
+
+
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class ReflectionPad1D(keras.layers.Layer):
-    """Reflection padding on the time axis of [batch, time, channels]."""
+    """Reflection padding on the time axis of [batch, time, channels]; the same numbers in
+    each `mode`, which only picks the ops (a graph chosen at build time, e.g. for LiteRT):
+    - 'gather' (training, SavedModel): gathers + concat, faster than MirrorPad on CPU, and a
+      too-short input is still an error (an out-of-range gather index);
+    - 'slices': strided slices + one concat, ops XNNPACK takes (it leaves MIRROR_PAD and
+      GATHER to the reference kernels, which cuts the delegated graph at every pad);
+    - 'mirror_pad': one MIRROR_PAD op."""
 
-    def __init__(self, padding, **kwargs):
+    def __init__(self, padding, mode="gather", **kwargs):
         super().__init__(**kwargs)
-        self.padding = int(padding)
+        if mode not in PAD_MODES:
+            raise ValueError(f"ReflectionPad1D mode must be one of {PAD_MODES}, got {mode!r}")
+        self.padding, self.mode = int(padding), mode
 
     def call(self, x):
-        return self.pad(x, self.padding, self.padding)
+        p = self.padding
+        if self.mode == "slices":
+            left = [x[:, i:i + 1] for i in range(p, 0, -1)]
+            right = [x[:, -1 - i:-i] for i in range(1, p + 1)]
+            return tf.concat(left + [x] + right, axis=1)
+        if self.mode == "mirror_pad":
+            return tf.pad(x, [[0, 0], [p, p], [0, 0]], mode="REFLECT")
+        return self.pad(x, p, p)
 
     @staticmethod
     def pad(x, left, right):
         """Reflects `left` / `right` samples (tensors allowed) at each end of axis 1."""
-        # Gathers + concat rather than MirrorPad: the same numbers, faster on CPU, and a
-        # too-short input is still an error (an out-of-range gather index) as with MirrorPad.
         length = tf.shape(x)[1]
         before = tf.gather(x, tf.range(left, 0, -1), axis=1)
         after = tf.gather(x, tf.range(length - 2, length - 2 - right, -1), axis=1)
@@ -220,7 +253,30 @@ class ReflectionPad1D(keras.layers.Layer):
         return (s[0], None if s[1] is None else s[1] + 2 * self.padding, s[2])
 
     def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
+        return {**super().get_config(), "padding": self.padding, "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class PolyphaseConv1DTranspose(keras.layers.Conv1DTranspose):
+    """keras Conv1DTranspose (same weights, same numbers) whose stride-r, kernel-2r case runs
+    as a kernel-2 conv with r * C_out channels and a reshape, which XNNPACK runs faster than
+    TRANSPOSE_CONV (docs/BENCHMARKS.md): output[t*r + j] = x[t] W[j] + x[t-1] W[j+r], a conv
+    over x zero-padded by one frame. Other kernel sizes run Keras' transposed conv."""
+
+    def call(self, x):
+        k, c_out, c_in = self.kernel.shape
+        r = self.strides[0]
+        if k != 2 * r or self.dilation_rate != (1,) or tuple(self.output_padding or (0,)) != (0,):
+            return super().call(x)
+        w = tf.transpose(self.kernel, [0, 2, 1])                                # [2r, C_in, C_out]
+        w_now = tf.reshape(tf.transpose(w[:r], [1, 0, 2]), [c_in, r * c_out])   # x[t]
+        w_prev = tf.reshape(tf.transpose(w[r:], [1, 0, 2]), [c_in, r * c_out])  # x[t-1]
+        kernel = tf.stack([w_prev, w_now])                                      # [2, C_in, r C_out]
+        y = tf.nn.conv1d(tf.pad(x, [[0, 0], [1, 1], [0, 0]]), kernel, 1, "VALID")
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.tile(self.bias, [r]))
+        batch = x.shape[0] or tf.shape(x)[0]  # static in an export: no SHAPE op
+        return tf.reshape(y, [batch, -1, c_out])                                # [B, (T+1) r, C_out]
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -231,12 +287,13 @@ class NearestUpsampler(keras.layers.Layer):
     al., "Upsampling artifacts in neural audio synthesis", ICASSP 2021)."""
 
     def __init__(self, channels, ratio, in_channels, weight_norm=True, init="pytorch",
-                 stddev=0.02, **kwargs):
+                 stddev=0.02, pad_mode="gather", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.ratio, self.in_channels = channels, ratio, in_channels
         self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
+        self.pad_mode = pad_mode
         self.repeat = keras.layers.UpSampling1D(ratio)
-        self.pad = ReflectionPad1D(ratio)
+        self.pad = ReflectionPad1D(ratio, pad_mode)
         self.conv = conv1d(channels, 2 * ratio + 1, in_channels, weight_norm=weight_norm,
                            init=init, stddev=stddev)
 
@@ -253,7 +310,7 @@ class NearestUpsampler(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "ratio": self.ratio,
                 "in_channels": self.in_channels, "weight_norm": self.weight_norm,
-                "init": self.init, "stddev": self.stddev}
+                "init": self.init, "stddev": self.stddev, "pad_mode": self.pad_mode}
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -297,14 +354,14 @@ class ResidualBlock(keras.layers.Layer):
     LeakyReLU(0.2) (the paper) or Snake (`activation='snake'`)."""
 
     def __init__(self, channels, dilation, weight_norm=True, init="pytorch", stddev=0.02,
-                 activation="leaky_relu", **kwargs):
+                 activation="leaky_relu", pad_mode="gather", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.dilation = channels, dilation
         self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
-        self.activation = activation
+        self.activation, self.pad_mode = activation, pad_mode
         opts = dict(weight_norm=weight_norm, init=init, stddev=stddev)
         self.act_1 = activation_layer(activation, channels)
-        self.pad = ReflectionPad1D(dilation)
+        self.pad = ReflectionPad1D(dilation, pad_mode)
         self.conv_dilated = conv1d(channels, 3, channels, dilation_rate=dilation, **opts)
         self.act_2 = activation_layer(activation, channels)
         self.conv_1x1 = conv1d(channels, 1, channels, **opts)
@@ -329,4 +386,4 @@ class ResidualBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "dilation": self.dilation,
                 "weight_norm": self.weight_norm, "init": self.init, "stddev": self.stddev,
-                "activation": self.activation}
+                "activation": self.activation, "pad_mode": self.pad_mode}

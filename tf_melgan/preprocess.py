@@ -16,7 +16,6 @@ the file into MODEL_DIR/mel_stats.npy so it travels with the model.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -24,7 +23,8 @@ import sys
 
 import numpy as np
 
-from tf_melgan.cli import DEBUG_HELP, console_logging, debug_requested, quiet_tensorflow
+from tf_melgan.cli import (DEBUG_HELP, console_logging, debug_requested, new_flags,
+                           parse_flags, quiet_tensorflow)
 from tf_melgan.config import AudioConfig, Config, ConfigError, load_config
 
 log = logging.getLogger("tf_melgan")
@@ -119,22 +119,35 @@ def store_mel_stats(config: Config, model_dir: str) -> Config:
     return saved
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tf_melgan.preprocess",
-        description="Per-band mean / std of the log-mel over the training split, for "
-                    "audio.stats_path.")
-    parser.add_argument("--config", help="YAML config (default: the built-in defaults)")
-    parser.add_argument("--data", help="audio folder (default: the config's data.path)")
-    parser.add_argument("--output", required=True, help="where to write the .npy file")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config override, repeatable")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    args = parser.parse_args(argv)
-    quiet_tensorflow(debug_requested(args.debug))
+def _define_flags():
+    from absl import flags
+
+    fv = new_flags()
+    flags.DEFINE_string("config", None, "YAML config (default: the built-in defaults).",
+                        flag_values=fv)
+    flags.DEFINE_string("data", None, "Audio folder (default: the config's data.path).",
+                        flag_values=fv)
+    flags.DEFINE_string("output", None, "Where to write the .npy file.", flag_values=fv)
+    flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable.",
+                              flag_values=fv)
+    flags.DEFINE_boolean("quiet", False, "No progress output.", flag_values=fv)
+    flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
+    return fv
+
+
+def main(argv) -> int:
+    """Runs the CLI on argv (argv[0] is the program); returns the exit status."""
+    fv = _define_flags()
+    status = parse_flags(fv, argv, __doc__, required=("output",))
+    if status is not None:
+        return status
+    quiet_tensorflow(debug_requested(fv.debug))
     with console_logging():
-        return _run(args)
+        return _run(fv)
+
+
+def cli():
+    sys.exit(main(sys.argv))
 
 
 def _run(args) -> int:
@@ -167,4 +180,4 @@ def _run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

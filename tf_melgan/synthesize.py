@@ -1,9 +1,10 @@
 """Synthesis CLI: python -m tf_melgan.synthesize --model M --input X --output Y.
 
-M: a model dir (what `tf_melgan.train` writes), a SavedModel dir (`tf_melgan.export`) or a
-   .tflite file (run with ai_edge_litert). The audio config comes from the model dir's
-   config.yaml, the SavedModel's assets/tf_melgan.json, or a json next to the .tflite
-   (`X.tflite.json`, `X.json` or `tf_melgan.json` in its folder).
+M: a model dir (what `tf_melgan.train` writes), a shipped vocoder's name (ljspeech), a
+   SavedModel dir (`tf_melgan.export`) or a .tflite file (run with ai_edge_litert). The
+   audio config comes from the model dir's config.yaml or the export's manifest
+   (tf_melgan.deploy.manifest: the SavedModel's assets/tf_melgan.json, X.json next to
+   X.tflite).
 X: a wav/flac/ogg file (copy synthesis: audio -> log-mel -> audio), a mel `.npy` of layout
    [frames, n_mels] or [1, frames, n_mels] in the model's log-mel units (its audio.mel_preset), or a folder of
    those (searched recursively; Y is then a folder).
@@ -12,7 +13,8 @@ Y: an audio file (.wav, .flac, .ogg) or a folder. Checked to be writable before 
    file).
 Errors are one line on stderr with a non-zero exit status.
 
-Python: `synthesize(model, mel) -> np.ndarray`, `load_vocoder(path) -> Vocoder`.
+Python: `synthesize(model, mel) -> np.ndarray`; `load_vocoder(path) -> Vocoder`
+(tf_melgan.deploy.vocoder, whatever the format).
 """
 
 from __future__ import annotations
@@ -23,226 +25,18 @@ from typing import Optional
 
 import numpy as np
 
-from tf_melgan.cli import DEBUG_HELP, debug_requested, one_line, quiet_tensorflow
+from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, one_line, quiet_tensorflow
+from tf_melgan.deploy.vocoder import (SynthesisError, Vocoder, as_vocoder, load_vocoder,
+                                      mel_of_audio)
+
+__all__ = ["MelError", "SynthesisError", "Vocoder", "load_vocoder", "main", "synthesize",
+           "validate_mel"]
 
 OUTPUT_EXTS = (".wav", ".flac", ".ogg")
-TFLITE_MAGIC = b"TFL3"
-
-
-class SynthesisError(ValueError):
-    """A model or an input cannot be used; the message is one line naming it."""
 
 
 class MelError(SynthesisError):
     """A mel has the wrong layout, dtype, size or values."""
-
-
-class Vocoder:
-    """A loaded vocoder: mel [batch, frames, n_mels] float32 -> audio [batch, frames * hop].
-
-    `audio` is the AudioConfig the mel must be computed with (None when the model does not
-    carry one; `mel_stats` the per-band normalisation an export embeds), `fixed_frames` the static frame count of a fixed-shape model (else None),
-    `receptive_field` its receptive field (None when unknown)."""
-
-    def __init__(self, fn, kind: str, path: str, n_mels: int, audio=None,
-                 hop_length: Optional[int] = None, fixed_frames: Optional[int] = None,
-                 receptive_field=None):
-        self._fn, self.kind, self.path, self.n_mels = fn, kind, path, n_mels
-        self.audio, self.fixed_frames, self.receptive_field = audio, fixed_frames, receptive_field
-        self._hop = hop_length
-        self.mel_stats = None  # [2, n_mels] (mean, std) from an export's json, if any
-        self.source = None  # which generator, e.g. 'best generator (step 900, ...)', if known
-
-    @property
-    def hop_length(self) -> int:
-        if self._hop is None:  # measure it
-            from tf_melgan.streaming import MIN_FRAMES
-            frames = self.fixed_frames or MIN_FRAMES
-            out = self(np.zeros((1, frames, self.n_mels), np.float32))
-            self._hop = out.shape[1] // frames
-        return self._hop
-
-    @property
-    def sample_rate(self) -> Optional[int]:
-        return None if self.audio is None else self.audio.sample_rate
-
-    def __call__(self, mel) -> np.ndarray:
-        mel = np.asarray(mel, dtype=np.float32)
-        if mel.ndim == 2:
-            mel = mel[None]
-        out = self._fn(mel)
-        if isinstance(out, dict):
-            out = out["audio"]
-        return np.asarray(out, dtype=np.float32)
-
-    def __repr__(self):
-        return (f"Vocoder({self.kind} {self.path}, n_mels={self.n_mels}, "
-                f"fixed_frames={self.fixed_frames})")
-
-
-def _keras_vocoder(generator, config, path="<generator>"):
-    import tensorflow as tf
-
-    from tf_melgan.streaming import receptive_field
-
-    n_mels = generator.n_mels
-    fn = tf.function(lambda mel: generator(mel, training=False), input_signature=[
-        tf.TensorSpec([None, None, n_mels], tf.float32)])
-    audio = None if config is None else config.audio
-    return Vocoder(lambda mel: fn(mel).numpy(), "keras", path, n_mels, audio,
-                   generator.hop_length, None, receptive_field(generator))
-
-
-def _metadata_fields(meta):
-    """(AudioConfig, hop_length, ReceptiveField) from an export's json: ours
-    (tf_melgan.export) or tflite/convert.py's (no architecture there: the receptive field
-    is then unknown unless it has 'receptive_field_frames')."""
-    from tf_melgan.config import AudioConfig
-    from tf_melgan.streaming import ReceptiveField, receptive_field
-
-    if not meta:
-        return None, None, None, None
-    try:
-        audio = AudioConfig(**meta["audio"])
-        stats = meta.get("mel_stats")
-        if stats:
-            stats = np.array([stats["mean"], stats["std"]], np.float64)
-            if stats.shape != (2, audio.n_mels):
-                raise ValueError(f"mel_stats of shape {stats.shape}")
-            if getattr(audio, "stats_path", None):
-                audio.stats_path = None  # normalised here, from the embedded values
-        field = None
-        if "generator" in meta:
-            field = receptive_field(meta["generator"])
-        elif "receptive_field_frames" in meta:
-            rf = meta["receptive_field_frames"]
-            field = ReceptiveField(int(rf["left"]), int(rf["right"]), float(rf["left"]),
-                                   float(rf["right"]))
-        hop = meta.get("generator", {}).get("hop_length") or meta.get("hop_length") \
-            or audio.hop_length
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise SynthesisError(f"the model's json is not valid: {one_line(e)}") from None
-    return audio, int(hop), field, (stats if stats is not None and len(stats) else None)
-
-
-def _load_model_dir(path, which):
-    from tf_melgan.checkpoint import ModelDirError, generator_source, load_generator
-    from tf_melgan.config import ConfigError
-
-    try:
-        source = generator_source(path, which).describe()
-        generator, config = load_generator(path, which, fold=True)
-    except (ModelDirError, ConfigError) as e:
-        raise SynthesisError(one_line(e)) from None
-    except Exception as e:  # noqa: BLE001 - corrupt weights / checkpoint files
-        raise SynthesisError(f"{path}: cannot load the generator ({type(e).__name__}: "
-                             f"{one_line(e)})") from None
-    vocoder = _keras_vocoder(generator, config, path)
-    vocoder.source = f"{source} of {path}"
-    return vocoder
-
-
-def _exported_source(meta, path) -> Optional[str]:
-    """'best generator (step 900, ...) of runs/demo, exported to PATH' from an export's
-    json ('source', written by tf_melgan.export and tflite/convert.py), if it has one."""
-    from tf_melgan.checkpoint import GeneratorSource
-
-    source = (meta or {}).get("source")
-    try:
-        described = GeneratorSource(source["which"], source["path"], source["step"],
-                                    source["val_mel_l1"]).describe()
-        return f"{described} of {source['model_dir']}, exported to {path}"
-    except (TypeError, KeyError):
-        return None
-
-
-def _load_saved_model(path):
-    import tensorflow as tf
-
-    from tf_melgan.export import OUTPUT_NAME, SIGNATURE, read_metadata
-
-    try:
-        loaded = tf.saved_model.load(path)
-    except Exception as e:  # noqa: BLE001
-        raise SynthesisError(f"{path}: not a loadable SavedModel ({type(e).__name__}: "
-                             f"{one_line(e)})") from None
-    if SIGNATURE not in loaded.signatures:
-        raise SynthesisError(f"{path}: SavedModel has no '{SIGNATURE}' signature")
-    fn = loaded.signatures[SIGNATURE]
-    inputs = fn.structured_input_signature[1]
-    if len(inputs) != 1:
-        raise SynthesisError(f"{path}: expected one input, the signature has {list(inputs)}")
-    (name, spec), = inputs.items()
-    if spec.shape.rank != 3 or spec.shape[-1] is None:
-        raise SynthesisError(f"{path}: input '{name}' is {spec.shape}, expected "
-                             f"[batch, frames, n_mels]")
-    outputs = list(fn.structured_outputs)
-    out_name = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
-    meta = read_metadata(path)
-    audio, hop, field, stats = _metadata_fields(meta)
-    fixed = spec.shape[1]
-
-    def run(mel):
-        result = fn(**{name: tf.constant(mel)})
-        return result[out_name].numpy()
-
-    vocoder = Vocoder(run, "saved_model", path, int(spec.shape[-1]), audio, hop, fixed, field)
-    vocoder._module = loaded  # keep the variables alive
-    vocoder.mel_stats = stats
-    vocoder.source = _exported_source(meta, path)
-    return vocoder
-
-
-def _load_tflite(path):
-    from tf_melgan.export import read_metadata
-    from tf_melgan.litert import ModelCheckError
-    from tf_melgan.litert import Vocoder as LiteRTVocoder
-
-    try:
-        runner = LiteRTVocoder(path, num_threads=2)
-    except ModelCheckError as e:
-        raise SynthesisError(str(e)) from None
-    meta = read_metadata(path)
-    audio, hop, field, stats = _metadata_fields(meta)
-    if audio is not None and audio.n_mels != runner.n_mels:
-        raise SynthesisError(f"{path}: its json says {audio.n_mels} mel bands, the model "
-                             f"takes {runner.n_mels}")
-
-    def run(mel):  # [batch, frames, n_mels]; the model takes batch 1
-        return np.concatenate([runner(item[None]) for item in mel])
-
-    vocoder = Vocoder(run, "tflite", path, runner.n_mels, audio, hop, runner.fixed_frames,
-                      field)
-    vocoder.mel_stats = stats
-    vocoder.source = _exported_source(meta, path)
-    return vocoder
-
-
-def load_vocoder(path: str, which: str = "best") -> Vocoder:
-    """Loads a model dir, a shipped vocoder by name ('ljspeech'), a SavedModel dir or a
-    .tflite file. Raises SynthesisError."""
-    from tf_melgan.pretrained import resolve
-    path = resolve(path)
-    if not os.path.exists(path):
-        raise SynthesisError(f"{path}: no such file or directory")
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "config.yaml")):
-            return _load_model_dir(path, which)
-        if any(os.path.isfile(os.path.join(path, n)) for n in ("saved_model.pb",
-                                                               "saved_model.pbtxt")):
-            return _load_saved_model(path)
-        raise SynthesisError(f"{path}: neither a tf-melgan model dir (no config.yaml) nor a "
-                             f"SavedModel (no saved_model.pb)")
-    if os.path.getsize(path) == 0:
-        raise SynthesisError(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if path.lower().endswith(".tflite") or head[4:8] == TFLITE_MAGIC:
-        if head[4:8] != TFLITE_MAGIC:
-            raise SynthesisError(f"{path}: not a TFLite model (no TFL3 identifier)")
-        return _load_tflite(path)
-    raise SynthesisError(f"{path}: not a model; expected a model dir, a SavedModel dir or a "
-                         f".tflite file")
 
 
 def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] = None):
@@ -276,25 +70,6 @@ def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] 
     if isinstance(mel, np.memmap):
         return mel
     return np.ascontiguousarray(mel, dtype=np.float32)
-
-
-def as_vocoder(model, which: str = "best") -> Vocoder:
-    """A Vocoder from a path, a Vocoder, a keras Generator or a callable."""
-    if isinstance(model, Vocoder):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return load_vocoder(model, which)
-    if hasattr(model, "ratios") and hasattr(model, "n_mels"):
-        generator = model.folded() if getattr(model, "weight_norm", False) else model
-        return _keras_vocoder(generator, None)
-    if callable(model):
-        n_mels = getattr(model, "n_mels", None)
-        if n_mels is None:
-            raise SynthesisError("a callable model needs an n_mels attribute")
-        return Vocoder(model, "callable", repr(model), n_mels,
-                       fixed_frames=getattr(model, "fixed_frames", None),
-                       receptive_field=getattr(model, "receptive_field", None))
-    raise SynthesisError(f"cannot use a {type(model).__name__} as a vocoder")
 
 
 def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=None) -> np.ndarray:
@@ -358,8 +133,10 @@ def _read_input(path: str, vocoder: Vocoder):
             raise MelError(f"{path}: not a single array")
         mel = validate_mel(mel, vocoder.n_mels, name=path)
         if vocoder.audio is not None:
+            from tf_melgan.audio import silence_mel
+
             low = float(np.min(mel[: 1 << 16]))
-            floor = float(np.min(_silence(vocoder)))
+            floor = float(np.min(silence_mel(vocoder.audio, vocoder.mel_stats)))
             if low < floor - 0.5:
                 print(f"warning: {path}: values down to {low:.1f}, below {floor:.1f} (the "
                       f"mel of silence for this model's recipe); is it in the model's mel "
@@ -375,21 +152,6 @@ def _read_input(path: str, vocoder: Vocoder):
     except AudioError as e:
         raise SynthesisError(one_line(e)) from None
     return validate_mel(mel_of_audio(audio, vocoder), vocoder.n_mels, name=path)
-
-
-def mel_of_audio(audio: np.ndarray, vocoder: Vocoder) -> np.ndarray:
-    """The model's input mel for audio samples (its recipe, and normalisation if any)."""
-    from tf_melgan.audio import log_mel_numpy
-
-    mel = log_mel_numpy(audio, vocoder.audio)
-    if vocoder.mel_stats is not None:
-        mel = ((mel - vocoder.mel_stats[0]) / vocoder.mel_stats[1]).astype(np.float32)
-    return mel
-
-
-def _silence(vocoder: Vocoder) -> np.ndarray:
-    """The mel of digital silence per band: the lowest value a band can take."""
-    return mel_of_audio(np.zeros(2 * vocoder.audio.n_fft, np.float32), vocoder)[0]
 
 
 def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):
@@ -502,7 +264,7 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
 def _define_flags():
     from absl import flags
 
-    fv = flags.FlagValues()  # private: other CLIs' flags must not clash in one process
+    fv = new_flags()
     flags.DEFINE_string("model", None, "Model dir, a shipped vocoder's name (ljspeech), "
                         "SavedModel dir or .tflite file.",
                         flag_values=fv)
@@ -525,19 +287,15 @@ def _define_flags():
     return fv
 
 
-def cli_main(argv) -> int:
+def main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit status. Every error
     is one line on stderr (--debug or TF_MELGAN_DEBUG=1 for tracebacks)."""
     from tf_melgan.cli import parse_flags
 
     fv = _define_flags()
-    status = parse_flags(fv, argv, __doc__)
+    status = parse_flags(fv, argv, __doc__, required=("model", "input", "output"))
     if status is not None:
         return status
-    missing = [f"--{n}" for n in ("model", "input", "output") if not fv[n].value]
-    if missing:
-        print(f"error: {', '.join(missing)} required", file=sys.stderr)
-        return 2
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)
     try:
@@ -552,7 +310,7 @@ def cli_main(argv) -> int:
 
 
 def cli():
-    sys.exit(cli_main(sys.argv))
+    sys.exit(main(sys.argv))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from tf_melgan.cli import (DEBUG_HELP, console_logging, debug_requested, exit_now,
+from tf_melgan.cli import (DEBUG_HELP, console_logging, debug_requested, exit_now, new_flags,
                            parse_flags, python_command, quiet_tensorflow)
 
 PROGRESS_HELP = ("auto: a progress bar when stdout is a terminal, else one plain line every "
@@ -30,7 +30,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for t
 def _define_flags():
     from absl import flags
 
-    fv = flags.FlagValues()  # private: other CLIs' flags must not clash in one process
+    fv = new_flags()
     flags.DEFINE_string("config", None, "YAML config; defaults to MODEL_DIR/config.yaml when "
                         "resuming.", flag_values=fv)
     flags.DEFINE_string("model_dir", None, "Checkpoints, logs, samples and the resolved config.",
@@ -117,15 +117,15 @@ def init_checkpoint(config, init_from: str) -> str:
     only a generator (a shipped vocoder), its best_generator.weights.h5."""
     import tensorflow as tf
 
-    from tf_melgan.checkpoint import load_model_config
+    from tf_melgan.checkpoint import BEST_WEIGHTS, load_model_config
     from tf_melgan.pretrained import resolve
     init_from = resolve(init_from)
     path = tf.train.latest_checkpoint(os.path.join(init_from, "checkpoints"))
     if path is None:
-        path = os.path.join(init_from, "best_generator.weights.h5")
+        path = os.path.join(init_from, BEST_WEIGHTS)
         if not os.path.isfile(path):
             raise SystemExit(f"--init_from {init_from}: no checkpoint in "
-                             f"{init_from}/checkpoints and no best_generator.weights.h5")
+                             f"{init_from}/checkpoints and no {BEST_WEIGHTS}")
     other = load_model_config(init_from)
     differ = [f"{section}.{name}: {getattr(getattr(other, section), name)} there, "
               f"{getattr(getattr(config, section), name)} here"
@@ -161,11 +161,12 @@ def check_resume_config(config, model_dir: str) -> list[str]:
     import tensorflow as tf
 
     from tf_melgan.callbacks import TrainingError
+    from tf_melgan.checkpoint import BEST_WEIGHTS
     from tf_melgan.config import ConfigError, load_config
 
     saved_path = os.path.join(model_dir, "config.yaml")
     trained = (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-               or os.path.isfile(os.path.join(model_dir, "best_generator.weights.h5")))
+               or os.path.isfile(os.path.join(model_dir, BEST_WEIGHTS)))
     if not trained or not os.path.isfile(saved_path):
         return []
     try:
@@ -453,17 +454,14 @@ def _duration(seconds: float) -> str:
     return format_duration(seconds)
 
 
-def cli_main(argv) -> int:
+def main(argv) -> int:
     """Runs the training CLI on argv (argv[0] is the program); returns the exit status:
     0, 1 (a one-line config / data error), 2 (usage) or 143 (stopped by SIGTERM / Ctrl-C,
     after saving)."""
     fv = _define_flags()
-    status = parse_flags(fv, argv, __doc__)
+    status = parse_flags(fv, argv, __doc__, required=("model_dir",))
     if status is not None:
         return status
-    if not fv.model_dir:
-        print("error: --model_dir is required", file=sys.stderr)
-        return 2
     config_path = fv.config
     if config_path is None:
         config_path = os.path.join(fv.model_dir, "config.yaml")
@@ -518,7 +516,7 @@ def _single_process() -> bool:
 
 def cli():
     try:
-        status = cli_main(sys.argv)
+        status = main(sys.argv)
     except KeyboardInterrupt:  # a second Ctrl-C: GracefulStop let it through
         if debug_requested():
             raise

@@ -1,3 +1,2 @@
-"""LiteRT (TFLite) export of a tf-melgan generator: `convert.py` (needs TensorFlow) and
-`smoke_test.py` (needs only ai-edge-litert, NumPy and soundfile, and tf_melgan/litert.py
-from this repo)."""
+"""Entry points kept for `python tflite/convert.py` and `python tflite/smoke_test.py` from
+the repo; the code is in tf_melgan.deploy (tf_melgan.convert, tf_melgan.smoke_test)."""

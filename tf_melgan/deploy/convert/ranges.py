@@ -37,6 +37,19 @@ def parse(spec: str) -> float | None:
     return value
 
 
+def _model_object(flatbuffer: bytes):
+    """The flatbuffer as an editable object tree. `tensorflow.lite.tools.flatbuffer_utils`
+    is not under the public tf.lite API; it is what LiteRT's own tools edit models with.
+    Checked with TF 2.16-2.21."""
+    from tensorflow.lite.tools import flatbuffer_utils
+    return flatbuffer_utils.convert_bytearray_to_object(flatbuffer)
+
+
+def _model_bytes(model) -> bytes:
+    from tensorflow.lite.tools import flatbuffer_utils
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def _activation_stats(model):
     """{tensor index: (min, max)} of subgraph 0's tensors with one recorded range."""
     stats = {}
@@ -49,8 +62,7 @@ def _activation_stats(model):
 
 def tensor_names(calibrated: bytes) -> list[str]:
     """Names of the tensors of subgraph 0 of a (calibrated) .tflite flatbuffer."""
-    from tensorflow.lite.tools import flatbuffer_utils
-    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    model = _model_object(calibrated)
     return [t.name.decode() if isinstance(t.name, bytes) else t.name
             for t in model.subgraphs[0].tensors]
 
@@ -59,9 +71,8 @@ def percentile_ranges(calibrated: bytes, inputs, percentile: float, seed: int = 
     """{tensor index: (lo, hi)}: the [100 - percentile, percentile] percentiles of each
     recorded tensor over `inputs` (arrays for the model's one input), widened to hold 0."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    stats = _activation_stats(flatbuffer_utils.convert_bytearray_to_object(calibrated))
+    stats = _activation_stats(_model_object(calibrated))
     # Reference kernels: a delegate would not keep the tensors inside it.
     interpreter = Interpreter(
         model_content=calibrated, experimental_preserve_all_tensors=True,
@@ -101,10 +112,9 @@ def percentile_ranges(calibrated: bytes, inputs, percentile: float, seed: int = 
 
 def with_ranges(calibrated: bytes, ranges: dict) -> bytes:
     """The calibrated flatbuffer with tensor i's recorded range set to ranges[i]."""
-    from tensorflow.lite.tools import flatbuffer_utils
-    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    model = _model_object(calibrated)
     tensors = model.subgraphs[0].tensors
     for i, (lo, hi) in ranges.items():
         tensors[i].quantization.min = [float(lo)]
         tensors[i].quantization.max = [float(hi)]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return _model_bytes(model)

@@ -1,16 +1,15 @@
-"""Inspecting and running a tf-melgan .tflite vocoder with LiteRT alone.
+"""Inspecting and running a .tflite vocoder with LiteRT alone: the op checks and
+`LiteRTModel`, the interpreter behind `deploy.vocoder.Vocoder` for .tflite files.
 
-Imports only the standard library, NumPy and ai_edge_litert (never TensorFlow; the package's
-__init__ is lazy), so that `tflite/smoke_test.py` runs in an environment with just
-`ai-edge-litert numpy soundfile`, as an app's tooling would. `tflite/convert.py` checks what
-it writes with the same code and `tf_melgan.synthesize` runs .tflite models with it.
+Imports only the standard library, NumPy and ai_edge_litert (never TensorFlow), so that the
+smoke test runs where an app's tooling would; the converter checks what it writes with the
+same code.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import math
 import os
 
@@ -37,22 +36,6 @@ TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of a .
 
 class ModelCheckError(ValueError):
     """A .tflite file is not a usable tf-melgan vocoder; the message says why."""
-
-
-def sidecar_path(model_path: str) -> str:
-    return os.path.splitext(model_path)[0] + ".json"
-
-
-def golden_path(model_path: str) -> str:
-    return os.path.splitext(model_path)[0] + ".golden.npz"
-
-
-def read_sidecar(model_path: str) -> dict:
-    path = sidecar_path(model_path)
-    if not os.path.isfile(path):
-        raise ModelCheckError(f"no sidecar {path} next to {model_path} (written by convert.py)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def read_ops(model) -> list[dict]:
@@ -143,7 +126,7 @@ def snr_db(reference, estimate) -> float:
     return min(SNR_CAP_DB, 10.0 * math.log10(signal / noise))
 
 
-class Vocoder:
+class LiteRTModel:
     """A .tflite vocoder called through its signature: log-mel [frames, n_mels] (or
     [1, frames, n_mels]) -> audio [1, frames * hop] float32. Quantizes the input and
     dequantizes the output when the model's I/O tensors are int8."""
