@@ -320,7 +320,8 @@ def test_preprocess_writes_training_split_stats(tmp_path, clip, capsys):
 def test_preprocess_errors(tmp_path, capsys):
     from tf_melgan.preprocess import main
 
-    assert main(["preprocess", "--data", str(tmp_path), "--output", str(tmp_path / "s.npy"), "--quiet"]) == 1
+    assert main(["preprocess", "--data", str(tmp_path), "--output", str(tmp_path / "s.npy"),
+                 "--quiet"]) == 1
     assert capsys.readouterr().err.startswith("data error: no audio files")
     assert main(["preprocess", "--output", "s.npy", "--set", "audio.mel_preset=x"]) == 1
     assert capsys.readouterr().err.startswith("config error: audio.mel_preset must be one of")

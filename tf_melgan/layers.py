@@ -12,8 +12,8 @@ from tf_melgan import native
 def grouped_conv1d(x, kernel, stride, groups):
     """'valid' grouped conv as frame + einsum: [B, T, C_in] * [k, C_in/groups, C_out].
 
-    TF's CPU grouped convolution (which Keras runs through XLA) is ~20x slower than this
-    in the backward pass, and the discriminator is made of grouped convs.
+    TF's CPU grouped convolution (which Keras runs through XLA) is much slower than this in
+    the backward pass (docs/BENCHMARKS.md), and the discriminator is made of grouped convs.
     """
     k, cin_g, cout = kernel.shape
     batch = tf.shape(x)[0]

@@ -105,16 +105,15 @@ class MelGAN(keras.Model):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         results = {name: self.trackers[name].result() for name in values}
-        strategy = tf.distribute.get_strategy()
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-                strategy.extended._in_multi_worker_mode():
+        if _multi_worker(tf.distribute.get_strategy()):
             # Keras 3 averages step outputs over workers with strategy.reduce("MEAN", v,
             # axis=0), which fails on scalars: give them a leading axis (reduced away).
             results = {name: value[None] for name, value in results.items()}
         return results
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Everything is built in from_config_dataclass / compile. Keras 3's version
+        # A private Keras hook, overridden (no public way to skip it; checked with Keras
+        # 3.10-3.15). Everything is built in from_config_dataclass / compile. Keras 3's version
         # all-reduces a whole first batch, which fails under MultiWorkerMirroredStrategy
         # (nested PerReplica values) and for uneven per-replica batches; skip it, as Keras
         # itself does outside a tf.distribute scope.
@@ -175,3 +174,13 @@ class MelGAN(keras.Model):
         mel, _ = data
         fake = self.generator(mel, training=False)
         return self._record(mel_l1=mel_l1(self.log_mel(fake), mel))
+
+
+def _multi_worker(strategy) -> bool:
+    """A MultiWorkerMirroredStrategy over more than one worker (what Keras' private
+    `extended._in_multi_worker_mode()` says), from its public cluster resolver."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = strategy.cluster_resolver.cluster_spec().as_dict()
+    return len(spec.get("worker", [])) + len(spec.get("chief", [])) > 1
+

@@ -524,10 +524,9 @@ def cli():
         status = 130
     if _single_process():
         # Everything is saved and closed: skip the interpreter's teardown, which spends
-        # seconds to minutes garbage-collecting what Keras and TensorFlow leave (measured:
-        # 2-3 s with the default strategy, 15 s with --cpu_replicas 2 on a busy 2-core
-        # machine; it grows with CPU contention). Multi-worker runs exit normally: TF's
-        # cluster shutdown runs then.
+        # seconds to minutes garbage-collecting what Keras and TensorFlow leave
+        # (docs/BENCHMARKS.md, "Measured in the code's comments"). Multi-worker runs exit
+        # normally: TF's cluster shutdown runs then.
         exit_now(status)
     sys.exit(status)
 

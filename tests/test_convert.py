@@ -1,6 +1,8 @@
-"""LiteRT export (tflite/): conversion in each mode against the Keras model, the op check
-that catches TF 2.21's weightless conversions, refusal of NaN / silent models, and
-tflite/smoke_test.py run from a venv that has no TensorFlow at all."""
+"""The LiteRT converter (tf_melgan.convert, tf_melgan.deploy.convert) and the TF-free smoke
+test (tf_melgan.smoke_test, tf_melgan.deploy.litert; here, as it needs converted models):
+conversion in each mode against the Keras model, the op check that catches TF 2.21's
+weightless conversions, refusal of NaN / silent models, and tflite/smoke_test.py run from
+a venv that has no TensorFlow at all."""
 
 import errno
 import json
