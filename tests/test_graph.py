@@ -8,11 +8,11 @@ import tensorflow as tf
 
 from tf_melgan.deploy.graph import export_generator
 from tf_melgan.generator import Generator
-from tf_melgan.layers import PolyphaseConv1DTranspose, ReflectionPad1D, conv_layers
+from tf_melgan.convs import PolyphaseConv1DTranspose, child_layers, conv_layers
+from tf_melgan.layers import ReflectionPad1D
 
 
 def _walk(layer):
-    from tf_melgan.layers import child_layers
     for sub in child_layers(layer):
         yield sub
         yield from _walk(sub)

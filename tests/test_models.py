@@ -6,7 +6,7 @@ import pytest
 
 from tf_melgan.discriminator import MultiScaleDiscriminator, avg_pool_exclude_pad
 from tf_melgan.generator import Generator
-from tf_melgan.layers import conv_layers
+from tf_melgan.convs import conv_layers
 
 
 def test_paper_generator_parameter_count():

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tf_melgan import native
 from tf_melgan.discriminator import MultiScaleDiscriminator
-from tf_melgan.layers import conv_layers, grouped_conv1d
+from tf_melgan.convs import conv_layers, grouped_conv1d
 from tf_melgan.model import MelGAN
 
 

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from tf_melgan.config import DiscriminatorConfig
-from tf_melgan.layers import ReflectionPad1D, conv1d, conv_layers
+from tf_melgan.convs import conv1d, conv_layers
+from tf_melgan.layers import ReflectionPad1D
 
 PERIOD_CHANNELS = (1, 4, 16, 32, 32)  # HiFi-GAN's DiscriminatorP widths, over channels
 

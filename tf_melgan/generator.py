@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 from tf_melgan.config import GeneratorConfig
+from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into
 from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
-                              activation_layer, conv1d, conv1d_transpose, fold_weight_norm_into)
+                              activation_layer)
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
