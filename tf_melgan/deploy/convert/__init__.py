@@ -173,35 +173,16 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
                                                mode, min_snr_db)
         golden_mel = val_mels[0] if frames else val_mels[0][:, :GOLDEN_FRAMES]
         golden_ref, golden_out = keras_fn(golden_mel), runtime(golden_mel)
-        golden_snr = checks.snr_db(golden_ref, golden_out)
 
-        import ai_edge_litert
-        in_shape = [int(d) for d in runtime.input["shape_signature"]]
-        manifest = manifest_for(
-            config, (model_dir, source),
-            file="tflite", model_dir=os.path.abspath(model_dir), which=which,
-            quantization=mode, float_layers=list(float_layers), activation_ranges=ranges,
-            hop_length=hop, n_mels=n_mels,
-            input=_tensor(runtime, runtime.input, INPUT_NAME),
-            output=_tensor(runtime, runtime.output, OUTPUT_NAME),
+        manifest = _manifest(
+            config, (model_dir, source), output, runtime, model_bytes, ops, kernels,
+            quantization=mode, which=which, float_layers=list(float_layers),
+            activation_ranges=ranges, calibration=calibration_info,
             frames={"mode": "fixed" if frames else "dynamic", "fixed": frames,
                     "min": min_frames},
-            reflection_pad="MIRROR_PAD" if "MIRROR_PAD" in op_counts(ops) else "slices",
-            size_bytes=len(model_bytes), ops=op_counts(ops), kernels=kernels,
-            calibration=calibration_info,
             validation={"data": data_path, "clips": val_names, **validation,
                         "num_threads": num_threads},
-            golden={"file": os.path.basename(golden_path(output)),
-                    "frames": int(golden_mel.shape[1]), "snr_db": round(golden_snr, 2),
-                    "max_abs_diff": float(np.max(np.abs(golden_ref - golden_out)))},
-            smoke_tolerance=checks.smoke_tolerance(mode, golden_snr),
-            versions={"tensorflow": tf.__version__,
-                      "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?")})
-        manifest.signature = {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME,
-                              "input_shape": in_shape,
-                              "output_shape": manifest.output["shape_signature"],
-                              "dtype": manifest.input["dtype"]}
-        manifest.min_frames = min_frames
+            golden=(golden_mel, golden_ref, golden_out))
         write_outputs(output, tmp_model, manifest.to_json(), mel=golden_mel,
                       audio=golden_ref, tflite_audio=golden_out)
     finally:
@@ -209,6 +190,37 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     _summary(output, manifest, len(val_mels), time.time() - t0,
              saved_model if keep_saved_model else None)
     return manifest.to_dict()
+
+
+def _manifest(config, source, output, runtime, model_bytes, ops, kernels, *, golden,
+              quantization, **fields):
+    """The .tflite's manifest: the common fields (deploy.manifest.manifest_for), then what
+    is specific to this file (tensors, ops, frames, measured quality, smoke tolerances)."""
+    import ai_edge_litert
+    import tensorflow as tf
+
+    golden_mel, golden_ref, golden_out = golden
+    golden_snr = checks.snr_db(golden_ref, golden_out)
+    hop, n_mels = config.audio.hop_length, config.audio.n_mels
+    m = manifest_for(
+        config, source, file="tflite", model_dir=os.path.abspath(source[0]),
+        quantization=quantization, hop_length=hop, n_mels=n_mels,
+        input=_tensor(runtime, runtime.input, INPUT_NAME),
+        output=_tensor(runtime, runtime.output, OUTPUT_NAME),
+        reflection_pad="MIRROR_PAD" if "MIRROR_PAD" in op_counts(ops) else "slices",
+        size_bytes=len(model_bytes), ops=op_counts(ops), kernels=kernels,
+        golden={"file": os.path.basename(golden_path(output)),
+                "frames": int(golden_mel.shape[1]), "snr_db": round(golden_snr, 2),
+                "max_abs_diff": float(np.max(np.abs(golden_ref - golden_out)))},
+        smoke_tolerance=checks.smoke_tolerance(quantization, golden_snr),
+        versions={"tensorflow": tf.__version__,
+                  "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?")},
+        **fields)
+    m.signature = {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME,
+                   "input_shape": m.input["shape_signature"],
+                   "output_shape": m.output["shape_signature"], "dtype": m.input["dtype"]}
+    m.min_frames = m.frames["min"]
+    return m
 
 
 def _summary(output, m, clips, seconds, kept_saved_model):
