@@ -15,6 +15,7 @@ from conftest import ROOT, cli_env, data_dir
 
 CLIS = [["-m", "tf_melgan.train"], ["-m", "tf_melgan.export"], ["-m", "tf_melgan.synthesize"],
         ["-m", "tf_melgan.import_pytorch"], ["-m", "tf_melgan.preprocess"],
+        ["-m", "tf_melgan.convert"], ["-m", "tf_melgan.smoke_test"],
         ["tflite/convert.py"], ["tflite/smoke_test.py"]]
 CPP_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)",
                      re.M)
@@ -28,11 +29,22 @@ def test_help_is_fast_exits_0_and_imports_no_tensorflow(cli, python):
     seconds = time.monotonic() - start
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"--(\[no\])?debug", r.stdout)  # every tool documents its debug switch
+    assert "\n\nflags:\n" in r.stdout  # one --help style: the module's doc, then the flags
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
                 for line in r.stderr.splitlines() if line.startswith("import time:")}
     assert not imported & {"tensorflow", "keras", "torch"}, cli
     print(f"{' '.join(cli)} --help: {seconds:.2f} s (with -X importtime)")
     assert seconds < 2.0
+
+
+@pytest.mark.parametrize("cli", CLIS, ids=lambda c: c[-1])
+def test_usage_error_is_one_line_and_exit_2(cli, python):
+    """One flag parser (tf_melgan.cli.parse_flags): an unknown flag is one line, status 2."""
+    r = subprocess.run([python, *cli, "--no_such_flag=1"], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "no_such_flag" in r.stderr and r.stdout == ""
 
 
 QUIET_TF = """

@@ -25,9 +25,6 @@ import sys
 import numpy as np
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
-from tf_melgan.deploy.litert import ModelCheckError, op_problems, read_ops, snr_db
-from tf_melgan.deploy.manifest import golden_path, read_manifest, sidecar_path
-from tf_melgan.deploy.vocoder import SynthesisError, load_vocoder
 
 LENGTHS = (32, 862)  # plus the model's minimum frame count
 SILENT_PEAK = 1e-4
@@ -49,6 +46,10 @@ def _fit(mel: np.ndarray, frames: int) -> np.ndarray:
 
 
 def run(model_path: str, num_threads: int = 2, wav: str | None = None) -> str:
+    from tf_melgan.deploy.litert import op_problems, read_ops, snr_db
+    from tf_melgan.deploy.manifest import golden_path, read_manifest, sidecar_path
+    from tf_melgan.deploy.vocoder import load_vocoder
+
     check(os.path.isfile(model_path), "no such file")
     problems = op_problems(read_ops(model_path))
     check(not problems, "; ".join(problems))
@@ -145,6 +146,8 @@ def main(argv) -> int:
         return 2
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)  # LiteRT's own lines; TensorFlow is never imported here
+    from tf_melgan.deploy.litert import ModelCheckError
+    from tf_melgan.deploy.vocoder import SynthesisError
     try:
         print(run(models[0], fv.num_threads, fv.wav))
     except Exception as e:  # noqa: BLE001 - a failure is one line, whatever raised it
