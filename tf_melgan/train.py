@@ -434,8 +434,8 @@ def summary_text(summary: dict, python: str | None = None) -> str:
     if summary.get("logs"):
         lines.append(f"  logs:       {summary['logs']}")
     convert = os.path.relpath(os.path.join(REPO_ROOT, "tflite", "convert.py"))
-    if not os.path.isfile(convert):
-        convert = "tflite/convert.py"
+    if not os.path.isfile(convert):  # an installed package: no repo around it
+        convert = "-m tf_melgan.convert"
     clip = summary["held_out"][0] if summary.get("held_out") else "CLIP.wav"
     stem = os.path.splitext(os.path.basename(clip))[0]
     tensorboard = os.path.join(os.path.dirname(python), "tensorboard")

@@ -37,17 +37,20 @@ def parse(spec: str) -> float | None:
     return value
 
 
-def _model_object(flatbuffer: bytes):
-    """The flatbuffer as an editable object tree. `tensorflow.lite.tools.flatbuffer_utils`
-    is not under the public tf.lite API; it is what LiteRT's own tools edit models with.
-    Checked with TF 2.16-2.21."""
+def _flatbuffer_utils():
+    """`tensorflow.lite.tools.flatbuffer_utils`, which reads a .tflite into an editable
+    object tree and writes it back: not under the public tf.lite API, but what LiteRT's own
+    tools edit models with, and nothing public does it. Checked with TF 2.16-2.21."""
     from tensorflow.lite.tools import flatbuffer_utils
-    return flatbuffer_utils.convert_bytearray_to_object(flatbuffer)
+    return flatbuffer_utils
+
+
+def _model_object(flatbuffer: bytes):
+    return _flatbuffer_utils().convert_bytearray_to_object(flatbuffer)
 
 
 def _model_bytes(model) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return bytes(_flatbuffer_utils().convert_object_to_bytearray(model))
 
 
 def _activation_stats(model):
