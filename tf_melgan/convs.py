@@ -204,7 +204,7 @@ class PolyphaseConv1DTranspose(keras.layers.Conv1DTranspose):
 def child_layers(layer) -> list:
     """A layer's direct sub-layers in creation order. Private `_layers`: Keras 3 has no
     public list of a plain Layer's children (`Model.layers` exists for Models only, and
-    `_flatten_layers` is private too). Checked with Keras 3.10-3.15 (TF 2.21)."""
+    `_flatten_layers` is private too). Checked with Keras 3.15.1 (TF 2.21.0)."""
     return list(layer._layers)
 
 

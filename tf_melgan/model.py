@@ -113,7 +113,7 @@ class MelGAN(keras.Model):
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # A private Keras hook, overridden (no public way to skip it; checked with Keras
-        # 3.10-3.15). Everything is built in from_config_dataclass / compile. Keras 3's version
+        # 3.15.1). Everything is built in from_config_dataclass / compile. Keras 3's version
         # all-reduces a whole first batch, which fails under MultiWorkerMirroredStrategy
         # (nested PerReplica values) and for uneven per-replica batches; skip it, as Keras
         # itself does outside a tf.distribute scope.

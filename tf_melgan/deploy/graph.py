@@ -29,7 +29,7 @@ def _attach_asset(archive, name: str, path: str) -> None:
     """Makes `path` a real SavedModel asset of `archive` (copied to assets/, reachable as
     loaded.<name>). Private `_tf_trackable`: ExportArchive.track() takes a tf.Module but
     saves only its lookup tables, and has no public way to add an asset. Checked with
-    Keras 3.10-3.15 (TF 2.21); without the attribute the file is copied to assets/ by hand
+    Keras 3.15.1 (TF 2.21.0); without the attribute the file is copied to assets/ by hand
     (see saved_model.export_saved_model)."""
     import tensorflow as tf
     root = getattr(archive, "_tf_trackable", None)

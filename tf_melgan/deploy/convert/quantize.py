@@ -75,7 +75,7 @@ def calibrate(saved_model: str, representative) -> bytes:
     what an int8 `convert()` does (quantize_calibrated is the second). Private
     `_experimental_calibrate_only`: the switch LiteRT's own QuantizationDebugger uses; no
     public API stops the converter between calibrating and quantizing. Checked with
-    TF 2.16-2.21."""
+    TF 2.21.0."""
     converter = make_converter(saved_model, "int8", representative)
     converter._experimental_calibrate_only = True
     return converter.convert()
@@ -85,7 +85,7 @@ def quantize_calibrated(calibrated: bytes, int8_io: bool = False, denylist=None)
     """Full-integer int8 model from a calibrated one, as TFLiteConverter.convert() makes it
     (the MLIR quantizer), with the tensors named in `denylist` kept in float32. Private
     `tensorflow.lite.python.convert.mlir_quantize`: the second half of convert() (and of
-    the QuantizationDebugger), not exported under tf.lite. Checked with TF 2.16-2.21."""
+    the QuantizationDebugger), not exported under tf.lite. Checked with TF 2.21.0."""
     import tensorflow as tf
     from tensorflow.lite.python import convert as lite_convert
     io_type = tf.int8 if int8_io else tf.float32

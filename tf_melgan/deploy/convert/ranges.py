@@ -40,7 +40,7 @@ def parse(spec: str) -> float | None:
 def _flatbuffer_utils():
     """`tensorflow.lite.tools.flatbuffer_utils`, which reads a .tflite into an editable
     object tree and writes it back: not under the public tf.lite API, but what LiteRT's own
-    tools edit models with, and nothing public does it. Checked with TF 2.16-2.21."""
+    tools edit models with, and nothing public does it. Checked with TF 2.21.0."""
     from tensorflow.lite.tools import flatbuffer_utils
     return flatbuffer_utils
 
