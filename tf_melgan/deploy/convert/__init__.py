@@ -24,8 +24,8 @@ from tf_melgan.deploy.convert import checks
 from tf_melgan.deploy.convert import data as clips
 from tf_melgan.deploy.convert.errors import ConversionError, log
 from tf_melgan.deploy.litert import LiteRTModel, op_counts
-from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, golden_path,
-                                       manifest_for, sidecar_path)
+from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, QAT_RANGES, SIGNATURE,
+                                       golden_path, manifest_for, sidecar_path)
 
 MODES = ("float32", "fp16", "int8", "dynamic_range")
 GOLDEN_FRAMES = 128
@@ -79,14 +79,19 @@ def _calibration(config, train_files, data_path, calibration_audio, count, frame
     return representative, info
 
 
-def _tflite_bytes(saved_model, mode, representative, int8_io, float_layers, percentile):
+def _tflite_bytes(saved_model, mode, representative, int8_io, float_layers, percentile,
+                  activation_ranges=None):
+    """`activation_ranges` (calibrated bytes -> {tensor index: (lo, hi)}, a QAT model's:
+    qat_ranges.activation_ranges) replaces the `percentile` ranges."""
     from tf_melgan.deploy.convert import quantize, ranges
-    def percentile_ranges(calibrated):  # {tensor index: (lo, hi)}: other ranges plug in here
+    def percentile_ranges(calibrated):  # {tensor index: (lo, hi)}
         mels = (item[INPUT_NAME] for item in representative())
         return ranges.percentile_ranges(calibrated, mels, percentile)
 
-    activation_ranges = percentile_ranges if percentile is not None else None
-    log(f"converting ({mode})")
+    qat = activation_ranges is not None
+    if not qat and percentile is not None:
+        activation_ranges = percentile_ranges
+    log(f"converting ({mode}{', QAT ranges' if qat else ''})")
     try:
         with warnings.catch_warnings():  # calibration runs TF's deprecated tf.lite.Interpreter
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
@@ -115,7 +120,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             overwrite: bool = False) -> dict:
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
     manifest as a dict. Raises ConversionError (nothing written) when a check fails, or
-    when OUT.tflite exists and not `overwrite`."""
+    when OUT.tflite exists and not `overwrite`. An int8 conversion of a model dir with QAT
+    ranges (MODEL_DIR/qat_ranges.json, training.qat) uses them unless `ranges` is given."""
+    qat_allowed = mode == "int8" and ranges is None
     float_layers, ranges, percentile = _checked_options(
         output, mode, overwrite, int8_io, float_layers, ranges, frames)
     import tensorflow as tf
@@ -127,6 +134,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     source = generator_source(model_dir, which)
     log(f"generator: {source.describe()} of {model_dir}")
     generator, config = load_generator(model_dir, which=which, fold=True)
+    from tf_melgan.deploy.convert import qat_ranges
+    qat_generator = qat_ranges.load(model_dir, which) if qat_allowed else None
+    if qat_generator is not None:
+        log(f"QAT model dir: int8 with its activation ranges ({len(qat_generator.quantizers())} "
+            f"quantizers); --ranges overrides them")
     # The .tflite holds about 4 / 2 / 1 byte(s) per weight; golden pair and json are small.
     check_output(output, {"float32": 4, "fp16": 2}.get(mode, 1) * generator.count_params()
                  + (4 << 20))
@@ -156,8 +168,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             log("exporting a SavedModel for the converter")
             from tf_melgan.deploy.graph import write_litert_saved_model
             write_litert_saved_model(generator, saved_model, n_mels, frames, mirror_pad)
-        model_bytes = _tflite_bytes(saved_model, mode, representative, int8_io, float_layers,
-                                    percentile)
+        model_bytes = _tflite_bytes(
+            saved_model, mode, representative, int8_io, float_layers, percentile,
+            qat_generator and qat_ranges.activation_ranges(qat_generator, val_mels[0]))
         ops, kernels = checks.check_ops(model_bytes, mode, float_layers)
         tmp_model = os.path.join(work, "model.tflite")
         with open(tmp_model, "wb") as f:
@@ -177,7 +190,8 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         manifest = _manifest(
             config, (model_dir, source), output, runtime, model_bytes, ops, kernels,
             quantization=mode, which=which, float_layers=list(float_layers),
-            activation_ranges=ranges, calibration=calibration_info,
+            activation_ranges=QAT_RANGES if qat_generator else ranges,
+            calibration=calibration_info,
             frames={"mode": "fixed" if frames else "dynamic", "fixed": frames,
                     "min": min_frames},
             validation={"data": data_path, "clips": val_names, **validation,
