@@ -121,7 +121,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
     manifest as a dict. Raises ConversionError (nothing written) when a check fails, or
     when OUT.tflite exists and not `overwrite`. An int8 conversion of a model dir with QAT
-    ranges (MODEL_DIR/qat_ranges.json, training.qat) uses them unless `ranges` is given."""
+    ranges (MODEL_DIR/qat_ranges.json, training.qat) uses them unless `ranges` is given,
+    and is checked (and its golden pair made) against the fake-quant Keras generator, with
+    the floor checks.QAT_MIN_SNR_DB unless `min_snr_db`."""
     qat_allowed = mode == "int8" and ranges is None
     float_layers, ranges, percentile = _checked_options(
         output, mode, overwrite, int8_io, float_layers, ranges, frames)
@@ -179,11 +181,17 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         checks.check_signature(runtime, frames)
         min_frames = frames or checks.probe_min_frames(tmp_model, hop, n_mels)
 
-        def keras_fn(mel):
-            return np.asarray(generator(tf.constant(mel), training=False))
+        reference = qat_generator or generator  # a QAT model: the int8 it simulates
 
+        def keras_fn(mel):
+            return np.asarray(reference(tf.constant(mel), training=False))
+
+        if qat_generator is not None and min_snr_db is None:
+            min_snr_db = checks.QAT_MIN_SNR_DB
         validation = checks.compare_with_keras(keras_fn, runtime, val_mels, config.audio,
                                                mode, min_snr_db)
+        if qat_generator is not None:
+            validation["reference"] = "Keras fake-quant (tf_melgan.qat)"
         golden_mel = val_mels[0] if frames else val_mels[0][:, :GOLDEN_FRAMES]
         golden_ref, golden_out = keras_fn(golden_mel), runtime(golden_mel)
 
@@ -247,7 +255,7 @@ def _summary(output, m, clips, seconds, kept_saved_model):
         + ", ".join(f"{k} {n}" for k, n in m.ops.items()))
     log(f"kernels: {', '.join(f'{k} ({n})' for k, n in m.kernels.items())}")
     snrs = v["snr_db_per_clip"]
-    log(f"vs Keras on {clips} held-out clips ({v['frames']} frames): SNR "
+    log(f"vs {v.get('reference', 'Keras')} on {clips} held-out clips ({v['frames']} frames): SNR "
         f"{v['snr_db']:.1f} dB (per clip {min(snrs):.1f}..{max(snrs):.1f}), max |diff| "
         f"{v['max_abs_diff']:.2g}, log-mel L1 vs Keras {v['mel_l1_vs_keras']:.4f}; log-mel "
         f"L1 vs input mel: Keras {v['mel_l1_vs_input']['keras']:.4f}, tflite "
