@@ -7,6 +7,8 @@ Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as t
 saves it), best.json (its step and validation log-mel L1) and card.json: the data, steps,
 training hours and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
 error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside.
+A quantization-aware model dir (training.qat) ships its qat_ranges.json too, so that
+`tf_melgan.convert --model_dir NAME --quantize` converts it with its trained int8 ranges.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main(argv=None) -> int:
     from benchmarks.quality import griffin_lim
     from tf_melgan.checkpoint import generator_source, load_generator
     from tf_melgan.pretrained import HERE
+    from tf_melgan.qat import RANGES_FILE
 
     generator, config = load_generator(args.model_dir, which=args.which, fold=False)
     source = generator_source(args.model_dir, args.which)
@@ -51,6 +54,11 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
     generator.save_weights(os.path.join(out, "best_generator.weights.h5"))
+    qat_ranges = os.path.join(args.model_dir, RANGES_FILE)
+    if os.path.isfile(qat_ranges):  # a QAT model: the int8 ranges it was trained with
+        shutil.copy(qat_ranges, os.path.join(out, RANGES_FILE))
+    elif os.path.exists(os.path.join(out, RANGES_FILE)):  # a float model replaces a QAT one
+        os.remove(os.path.join(out, RANGES_FILE))
     if best["val_mel_l1"] is None:  # the latest checkpoint: score it on the held-out clips
         best["val_mel_l1"] = scores["log_mel_l1"]
     with open(os.path.join(out, "best.json"), "w") as f:
@@ -60,7 +68,8 @@ def main(argv=None) -> int:
             "cpu": "2 cores (see docs/BENCHMARKS.md)", "data": config.data.path,
             "held_out": {"clips": len(clips), "seconds_each": args.seconds,
                          "vocoder": scores, "griffin_lim_32": reference},
-            "parameters": int(folded.count_params()), "note": args.note}
+            "parameters": int(folded.count_params()), "note": args.note,
+            "qat": os.path.isfile(qat_ranges)}
     with open(os.path.join(out, "card.json"), "w") as f:
         json.dump(card, f, indent=1)
     print(json.dumps(card, indent=1))

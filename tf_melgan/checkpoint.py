@@ -94,12 +94,15 @@ def generator_source(model_dir: str, which: str = "best") -> GeneratorSource:
     return GeneratorSource("latest", latest, step, score, best)
 
 
-def load_generator(model_dir: str, which: str = "best", fold: bool = True):
+def load_generator(model_dir: str, which: str = "best", fold: bool = True,
+                   quantize: bool = False):
     """Returns (generator, config) from a model dir, or a shipped vocoder's name.
 
     which: 'best' (best_generator.weights.h5, the lowest validation log-mel L1; falls back
     to the latest checkpoint when there is none yet) or 'latest' (the latest checkpoint).
     fold: fold weight normalization into plain kernels (for inference and export).
+    quantize: the generator simulates LiteRT's int8 (tf_melgan.qat; ranges not set:
+    tf_melgan.qat.load_quantized sets them).
     generator_source(model_dir, which) says which one that is.
     """
     if which not in ("best", "latest"):
@@ -107,7 +110,7 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True):
     model_dir = resolve(model_dir)
     config = load_model_config(model_dir)
     generator = Generator.from_config_dataclass(config.generator, config.audio.n_mels,
-                                                name="generator")
+                                                name="generator", quantize=quantize)
     generator.build((None, None, config.audio.n_mels))
     source = generator_source(model_dir, which)
     if source.which == "best":

@@ -176,6 +176,12 @@ class TrainingConfig:
     # start: Parallel WaveGAN's discriminator_train_start_steps, Multi-band MelGAN's
     # generator pre-training.
     discriminator_start_step: int = 0
+    # Not in the paper: quantization-aware training (Jacob et al. 2018, "Quantization and
+    # Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference"): the
+    # generator trains through LiteRT's int8 arithmetic simulated (tf_melgan.qat), activation
+    # ranges calibrated at the start and frozen (MODEL_DIR/qat_ranges.json, which
+    # tf_melgan.convert --quantize then uses). For fine-tuning, e.g. --init_from ljspeech.
+    qat: bool = False
 
 
 @dataclass
@@ -461,6 +467,9 @@ def validate(config: Config) -> None:
     if g.upsampling not in ("transposed", "nearest"):
         raise ConfigError(f"generator.upsampling must be 'transposed' or 'nearest', "
                           f"got '{g.upsampling}'")
+    if t.qat and config.generator.upsampling != "nearest":
+        raise ConfigError("training.qat needs generator.upsampling: nearest (the transposed "
+                          "convs export as another graph, which tf_melgan.qat does not model)")
     if t.discriminator_start_step < 0:
         raise ConfigError("training.discriminator_start_step must be >= 0")
     if t.discriminator_start_step and not (config.loss.lambda_mel or config.loss.lambda_stft):

@@ -1,5 +1,6 @@
 """The convolutions: Conv1D written with the ops TF and LiteRT run fastest, PyTorch-style
-weight normalization, the transposed conv's polyphase form, the official initialisation."""
+weight normalization, the transposed conv's polyphase form, the official initialisation;
+Conv1D's `quantize` option simulates LiteRT's int8 conv (tf_melgan.qat)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_melgan import native
+from tf_melgan import native, qat
 
 
 def grouped_conv1d(x, kernel, stride, groups):
@@ -40,6 +41,26 @@ class Conv1D(keras.layers.Conv1D):
 
     grouped = "einsum"  # a runtime choice (device, XLA), not part of the config
 
+    def __init__(self, *args, quantize=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        # quantize: as LiteRT's int8 conv (tf_melgan.qat): int8 kernel, int8 output.
+        self.quantize = quantize
+        self.output_quantizer = qat.ActivationQuantizer(name="output_q") if quantize else None
+
+    def int8_kernel(self, kernel):
+        active = self.quantize and self.output_quantizer.active
+        return qat.quantize_kernel(kernel) if active else kernel
+
+    def int8_output(self, outputs):
+        return self.output_quantizer(outputs) if self.quantize else outputs
+
+    def quantizers(self) -> dict:
+        """{name: ActivationQuantizer} (quantize=True); {} otherwise."""
+        return {"output": self.output_quantizer} if self.quantize else {}
+
+    def get_config(self):
+        return {**super().get_config(), "quantize": self.quantize}
+
     def convolution_op(self, inputs, kernel):
         if self.padding != "valid":
             raise ValueError("tf_melgan's Conv1D supports padding='valid' only (pad explicitly)")
@@ -58,7 +79,8 @@ class Conv1D(keras.layers.Conv1D):
 
     def call(self, inputs):
         # Keras 3.15's Conv1D.call goes to ops.conv directly, bypassing convolution_op.
-        return _bias_and_activation(self, self.convolution_op(inputs, self.kernel))
+        outputs = self.convolution_op(inputs, self.int8_kernel(self.kernel))
+        return self.int8_output(_bias_and_activation(self, outputs))
 
 
 def _bias_and_activation(layer, outputs):
@@ -113,11 +135,16 @@ class WeightNormalization(keras.layers.Wrapper):
                                          padding="valid", output_padding=layer.output_padding,
                                          dilation_rate=layer.dilation_rate)
         else:
-            outputs = layer.convolution_op(inputs, kernel)
+            outputs = layer.convolution_op(inputs, layer.int8_kernel(kernel))
+            return layer.int8_output(_bias_and_activation(layer, outputs))
         return _bias_and_activation(layer, outputs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
+
+    def quantizers(self) -> dict:
+        """The wrapped conv's (Conv1D.quantizers)."""
+        return quantizers_of(self.layer)
 
     def _in_channels(self) -> int:
         """The wrapped conv's input channels, read off its kernel ([k, in/groups, out], or
@@ -158,12 +185,13 @@ def _initializers(init, stddev, fan_in):
 
 
 def conv1d(filters, kernel_size, in_channels, *, strides=1, dilation_rate=1, groups=1,
-           weight_norm=True, init="pytorch", stddev=0.02, name=None):
-    """A 'valid' Conv1D, optionally weight-normed, initialised like the official code."""
+           weight_norm=True, init="pytorch", stddev=0.02, name=None, quantize=False):
+    """A 'valid' Conv1D, optionally weight-normed, initialised like the official code;
+    `quantize`: LiteRT's int8 simulated (tf_melgan.qat)."""
     kernel_init, bias_init = _initializers(init, stddev, kernel_size * in_channels // groups)
     layer = Conv1D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
                    groups=groups, kernel_initializer=kernel_init, bias_initializer=bias_init,
-                   name=None if weight_norm else name)
+                   name=None if weight_norm else name, quantize=quantize)
     return WeightNormalization(layer, name=name) if weight_norm else layer
 
 
@@ -199,6 +227,14 @@ class PolyphaseConv1DTranspose(keras.layers.Conv1DTranspose):
             y = tf.nn.bias_add(y, tf.tile(self.bias, [r]))
         batch = x.shape[0] or tf.shape(x)[0]  # static in an export: no SHAPE op
         return tf.reshape(y, [batch, -1, c_out])                                # [B, (T+1) r, C_out]
+
+
+def quantizers_of(layer) -> dict:
+    """{name: ActivationQuantizer} of a layer built with quantize=True (tf_melgan.qat: a
+    conv, weight-normed or not, an upsampler, an activation, a residual block, each with a
+    `quantizers()` method); {} for any other layer."""
+    method = getattr(layer, "quantizers", None)
+    return method() if method is not None else {}
 
 
 def child_layers(layer) -> list:

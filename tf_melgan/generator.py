@@ -6,9 +6,10 @@ import keras
 from keras import ops
 
 from tf_melgan.config import GeneratorConfig
-from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into
+from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into, quantizers_of
 from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
                               activation_layer)
+from tf_melgan.qat import TANH_RANGE, ActivationQuantizer
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -23,12 +24,18 @@ class Generator(keras.Model):
     'nearest' (not in the paper) replaces each transposed conv by a NearestUpsampler.
     pad_mode and polyphase pick the ops of an export graph (ReflectionPad1D's mode,
     PolyphaseConv1DTranspose), not the numbers; tf_melgan.deploy.graph sets them.
+    quantize=True simulates LiteRT's int8 model of it (tf_melgan.qat; nearest upsampling
+    only: the transposed convs export as another graph).
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
                  init="pytorch", init_stddev=0.02, weight_norm=True, activation="leaky_relu",
-                 upsampling="transposed", pad_mode="gather", polyphase=False, **kwargs):
+                 upsampling="transposed", pad_mode="gather", polyphase=False, quantize=False,
+                 **kwargs):
         super().__init__(**kwargs)
+        if quantize and upsampling != "nearest":
+            raise ValueError("quantize=True (QAT) needs upsampling='nearest'")
+        self.quantize = quantize
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
         self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
         self.init, self.init_stddev, self.activation = init, init_stddev, activation
@@ -37,12 +44,17 @@ class Generator(keras.Model):
         for r in self.ratios:
             self.hop_length *= r
         opts = dict(weight_norm=weight_norm, init=init, stddev=init_stddev)
+        if quantize:
+            opts["quantize"] = True
+            self.input_quantizer = ActivationQuantizer(name="input_q")
+            self.output_quantizer = ActivationQuantizer(*TANH_RANGE, fixed=True, name="tanh_q")
         channels = ngf * 2 ** len(self.ratios)
         self.pad_pre = ReflectionPad1D(3, pad_mode)
         self.conv_pre = conv1d(channels, 7, n_mels, name="conv_pre", **opts)
         self.upsamplers, self.stages, self.acts = [], [], []
         for i, r in enumerate(self.ratios):
-            self.acts.append(activation_layer(activation, channels, name=f"act_{i}"))
+            self.acts.append(activation_layer(activation, channels, name=f"act_{i}",
+                                              quantize=quantize))
             channels //= 2
             self.upsamplers.append(
                 NearestUpsampler(channels, r, 2 * channels, name=f"up_{i}", pad_mode=pad_mode,
@@ -52,7 +64,8 @@ class Generator(keras.Model):
             self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}",
                                               activation=activation, pad_mode=pad_mode, **opts)
                                 for j in range(n_residual_layers)])
-        self.act_post = activation_layer(activation, channels, name="act_post")
+        self.act_post = activation_layer(activation, channels, name="act_post",
+                                         quantize=quantize)
         self.pad_post = ReflectionPad1D(3, pad_mode)
         self.conv_post = conv1d(1, 7, channels, name="conv_post", **opts)
         # Keras 3 keeps layers held in lists out of tf.train.Checkpoint's object graph;
@@ -84,6 +97,8 @@ class Generator(keras.Model):
         self.built = True
 
     def call(self, mel, training=False):
+        if self.quantize:
+            mel = self.input_quantizer(mel)
         x = self.conv_pre(self.pad_pre(mel))
         for r, act, up, blocks in zip(self.ratios, self.acts, self.upsamplers, self.stages):
             x = up(act(x))
@@ -96,8 +111,10 @@ class Generator(keras.Model):
                 x = x[:, start:start - r or None]
             for block in blocks:
                 x = block(x)
-        x = self.conv_post(self.pad_post(self.act_post(x)))
-        return ops.cast(ops.tanh(x)[..., 0], "float32")
+        x = ops.tanh(self.conv_post(self.pad_post(self.act_post(x))))
+        if self.quantize:
+            x = self.output_quantizer(x)
+        return ops.cast(x[..., 0], "float32")
 
     def compute_output_shape(self, input_shape):
         frames = input_shape[1]
@@ -109,7 +126,7 @@ class Generator(keras.Model):
                 "init": self.init, "init_stddev": self.init_stddev,
                 "weight_norm": self.weight_norm, "activation": self.activation,
                 "upsampling": self.upsampling, "pad_mode": self.pad_mode,
-                "polyphase": self.polyphase}
+                "polyphase": self.polyphase, "quantize": self.quantize}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,
@@ -122,6 +139,10 @@ class Generator(keras.Model):
         plain.build((None, None, self.n_mels))
         for source, target in zip(self.snakes(), plain.snakes()):
             target.set_weights(source.get_weights())
+        targets = plain.quantizers()
+        for name, q in self.quantizers().items():
+            if q.lo is not None:
+                targets[name].set_range(q.lo, q.hi)
         return fold_weight_norm_into(self, plain)
 
     def snakes(self):
@@ -129,3 +150,20 @@ class Generator(keras.Model):
         acts = list(self.acts) + [a for blocks in self.stages for b in blocks
                                   for a in (b.act_1, b.act_2)] + [self.act_post]
         return [a for a in acts if isinstance(a, Snake)]
+
+    def quantizers(self):
+        """{name: ActivationQuantizer} (quantize=True), in call order: 'input', 'conv_pre/
+        output', 'act_0/mul', ..., 'res_0_0/conv_dilated/output', ..., 'res_0_0/add', ...,
+        'tanh'; {} otherwise. The names key MODEL_DIR/qat_ranges.json."""
+        if not self.quantize:
+            return {}
+        found = {"input": self.input_quantizer}
+        layers = [("conv_pre", self.conv_pre)]
+        for i, (act, up, blocks) in enumerate(zip(self.acts, self.upsamplers, self.stages)):
+            layers += [(f"act_{i}", act), (f"up_{i}", up)]
+            layers += [(f"res_{i}_{j}", b) for j, b in enumerate(blocks)]
+        layers += [("act_post", self.act_post), ("conv_post", self.conv_post)]
+        for prefix, layer in layers:
+            found.update({f"{prefix}/{n}": q for n, q in quantizers_of(layer).items()})
+        found["tanh"] = self.output_quantizer
+        return found

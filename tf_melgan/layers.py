@@ -1,5 +1,6 @@
 """Building blocks: reflection padding, the nearest-neighbour upsampler, Snake and the
-generator's residual block (the convolutions are in tf_melgan.convs)."""
+generator's residual block (the convolutions are in tf_melgan.convs); their `quantize`
+option simulates LiteRT's int8 (tf_melgan.qat)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_melgan.convs import conv1d
+from tf_melgan import qat
+from tf_melgan.convs import conv1d, quantizers_of
 
 
 PAD_MODES = ("gather", "slices", "mirror_pad")
@@ -62,15 +64,15 @@ class NearestUpsampler(keras.layers.Layer):
     al., "Upsampling artifacts in neural audio synthesis", ICASSP 2021)."""
 
     def __init__(self, channels, ratio, in_channels, weight_norm=True, init="pytorch",
-                 stddev=0.02, pad_mode="gather", **kwargs):
+                 stddev=0.02, pad_mode="gather", quantize=False, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.ratio, self.in_channels = channels, ratio, in_channels
         self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
-        self.pad_mode = pad_mode
+        self.pad_mode, self.quantize = pad_mode, quantize
         self.repeat = keras.layers.UpSampling1D(ratio)
         self.pad = ReflectionPad1D(ratio, pad_mode)
         self.conv = conv1d(channels, 2 * ratio + 1, in_channels, weight_norm=weight_norm,
-                           init=init, stddev=stddev)
+                           init=init, stddev=stddev, quantize=quantize)
 
     def build(self, input_shape=None):
         self.conv.build((None, None, self.in_channels))
@@ -79,24 +81,34 @@ class NearestUpsampler(keras.layers.Layer):
     def call(self, x):
         return self.conv(self.pad(self.repeat(x)))
 
+    def quantizers(self) -> dict:
+        """Its conv's (the repeat and the pad keep their input's scale in LiteRT)."""
+        return quantizers_of(self.conv)
+
     def compute_output_shape(self, s):
         return (s[0], None if s[1] is None else s[1] * self.ratio, self.channels)
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "ratio": self.ratio,
                 "in_channels": self.in_channels, "weight_norm": self.weight_norm,
-                "init": self.init, "stddev": self.stddev, "pad_mode": self.pad_mode}
+                "init": self.init, "stddev": self.stddev, "pad_mode": self.pad_mode,
+                "quantize": self.quantize}
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class Snake(keras.layers.Layer):
     """x + sin^2(a x) / a on [..., channels], one trainable a per channel, starting at 1:
     BigVGAN's periodic activation (Lee et al. 2023; Ziyin et al. 2020). Builtin ops only
-    (SIN, MUL, ADD), so it converts to LiteRT as is."""
+    (SIN, MUL, ADD), so it converts to LiteRT as is. `quantize`: LiteRT's int8 simulated
+    (tf_melgan.qat): a and 1 / a int8 constants, int8 a x, sin^2(a x), sin^2 / a and sum
+    (SIN and SQUARE run in float in between)."""
 
-    def __init__(self, channels, **kwargs):
+    def __init__(self, channels, quantize=False, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
+        self.quantize = quantize
+        self.q = {n: qat.ActivationQuantizer(name=f"{n}_q")
+                  for n in ("mul", "square", "div", "add")} if quantize else None
 
     def build(self, input_shape=None):
         self.alpha = self.add_weight(name="alpha", shape=(self.channels,), initializer="ones")
@@ -104,21 +116,45 @@ class Snake(keras.layers.Layer):
 
     def call(self, x):
         a = ops.cast(self.alpha, x.dtype)
-        return x + ops.square(ops.sin(a * x)) / (a + 1e-9)
+        if not self.quantize:
+            return x + ops.square(ops.sin(a * x)) / (a + 1e-9)
+        q = self.q
+        const = qat.quantize_constant if q["mul"].active else (lambda c: c)
+        y = q["square"](ops.square(ops.sin(q["mul"](x * const(a)))))
+        return q["add"](x + q["div"](y * const(1.0 / (a + 1e-9))))
+
+    def quantizers(self) -> dict:
+        return dict(self.q or {})
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels}
+        return {**super().get_config(), "channels": self.channels, "quantize": self.quantize}
+
+
+@keras.saving.register_keras_serializable(package="tf_melgan")
+class QuantizedLeakyReLU(keras.layers.LeakyReLU):
+    """LeakyReLU with LiteRT's int8 output simulated (tf_melgan.qat)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.output_quantizer = qat.ActivationQuantizer(name="output_q")
+
+    def call(self, x):
+        return self.output_quantizer(super().call(x))
+
+    def quantizers(self) -> dict:
+        return {"output": self.output_quantizer}
 
 
 ACTIVATIONS = ("leaky_relu", "snake")
 
 
-def activation_layer(kind, channels, name=None):
-    """The generator's nonlinearity: LeakyReLU(0.2) (the paper) or Snake."""
+def activation_layer(kind, channels, name=None, quantize=False):
+    """The generator's nonlinearity: LeakyReLU(0.2) (the paper) or Snake; `quantize`: with
+    LiteRT's int8 simulated (tf_melgan.qat)."""
     if kind == "leaky_relu":
-        return keras.layers.LeakyReLU(0.2, name=name)
+        return (QuantizedLeakyReLU if quantize else keras.layers.LeakyReLU)(0.2, name=name)
     if kind == "snake":
-        return Snake(channels, name=name)
+        return Snake(channels, name=name, quantize=quantize)
     raise ValueError(f"unknown activation '{kind}', expected one of {ACTIVATIONS}")
 
 
@@ -129,18 +165,19 @@ class ResidualBlock(keras.layers.Layer):
     LeakyReLU(0.2) (the paper) or Snake (`activation='snake'`)."""
 
     def __init__(self, channels, dilation, weight_norm=True, init="pytorch", stddev=0.02,
-                 activation="leaky_relu", pad_mode="gather", **kwargs):
+                 activation="leaky_relu", pad_mode="gather", quantize=False, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.dilation = channels, dilation
         self.weight_norm, self.init, self.stddev = weight_norm, init, stddev
-        self.activation, self.pad_mode = activation, pad_mode
-        opts = dict(weight_norm=weight_norm, init=init, stddev=stddev)
-        self.act_1 = activation_layer(activation, channels)
+        self.activation, self.pad_mode, self.quantize = activation, pad_mode, quantize
+        opts = dict(weight_norm=weight_norm, init=init, stddev=stddev, quantize=quantize)
+        self.act_1 = activation_layer(activation, channels, quantize=quantize)
         self.pad = ReflectionPad1D(dilation, pad_mode)
         self.conv_dilated = conv1d(channels, 3, channels, dilation_rate=dilation, **opts)
-        self.act_2 = activation_layer(activation, channels)
+        self.act_2 = activation_layer(activation, channels, quantize=quantize)
         self.conv_1x1 = conv1d(channels, 1, channels, **opts)
         self.shortcut = conv1d(channels, 1, channels, **opts)
+        self.add_quantizer = qat.ActivationQuantizer(name="add_q") if quantize else None
 
     def build(self, input_shape):
         self.act_1.build(input_shape)
@@ -153,7 +190,18 @@ class ResidualBlock(keras.layers.Layer):
     def call(self, x):
         y = self.conv_dilated(self.pad(self.act_1(x)))
         y = self.conv_1x1(self.act_2(y))
-        return self.shortcut(x) + y
+        y = self.shortcut(x) + y
+        return self.add_quantizer(y) if self.quantize else y
+
+    def quantizers(self) -> dict:
+        """{name: ActivationQuantizer} of this block (quantize=True), in call order."""
+        if not self.quantize:
+            return {}
+        found = {}
+        for name in ("act_1", "conv_dilated", "act_2", "conv_1x1", "shortcut"):
+            for sub, q in quantizers_of(getattr(self, name)).items():
+                found[f"{name}/{sub}"] = q
+        return {**found, "add": self.add_quantizer}
 
     def compute_output_shape(self, s):
         return (s[0], s[1], self.channels)
@@ -161,4 +209,5 @@ class ResidualBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "dilation": self.dilation,
                 "weight_norm": self.weight_norm, "init": self.init, "stddev": self.stddev,
-                "activation": self.activation, "pad_mode": self.pad_mode}
+                "activation": self.activation, "pad_mode": self.pad_mode,
+                "quantize": self.quantize}

@@ -337,6 +337,20 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: 
         except WriteError as e:
             raise TrainingError(f"cannot write the config: {e}") from None
 
+    if t.qat:
+        from tf_melgan import qat
+        ranges = qat.load_ranges(model_dir)
+        if ranges is None:  # the float model's ranges, calibrated as the converter does
+            from tf_melgan.deploy.convert.data import calibration_mels
+            mels = calibration_mels(train_files, config.audio, 32, 256, False, (
+                config.data.gain_min, config.data.gain_max), seed=t.seed)
+            ranges = qat.calibrate(gan.generator, mels)
+            if chief:
+                qat.save_ranges(gan.generator, model_dir, {"calibrated_at_step": step})
+        qat.set_ranges(gan.generator, ranges)
+        log.info("quantization-aware training: %d int8 activation ranges frozen (%s)",
+                 len(ranges), os.path.join(model_dir, qat.RANGES_FILE))
+
     stopper = GracefulStop()
     best = BestGenerator(model_dir, gan, enabled=chief)
     callbacks = [NonFiniteGuard(gan, manager), stopper,

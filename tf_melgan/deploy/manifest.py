@@ -22,6 +22,7 @@ import numpy as np
 
 SIDECAR = "tf_melgan.json"  # a SavedModel's asset
 FORMAT_VERSION = 1
+QAT_RANGES = "qat"  # activation_ranges of an int8 model made with a QAT model dir's ranges
 SIGNATURE, INPUT_NAME, OUTPUT_NAME = "serving_default", "mel", "audio"
 MEL_RECIPE = {  # audio.mel_preset 'melgan', the default
     "name": "melgan",
@@ -64,7 +65,7 @@ class Manifest:
     which: Optional[str] = None
     quantization: Optional[str] = None      # float32 | fp16 | int8 | dynamic_range
     float_layers: Optional[list] = None
-    activation_ranges: Optional[str] = None
+    activation_ranges: Optional[str] = None  # int8: minmax | pX | qat (QAT_RANGES)
     hop_length: Optional[int] = None
     n_mels: Optional[int] = None
     input: Optional[dict] = None            # tensor name, dtype, shape, quantization

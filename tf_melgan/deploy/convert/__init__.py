@@ -24,8 +24,8 @@ from tf_melgan.deploy.convert import checks
 from tf_melgan.deploy.convert import data as clips
 from tf_melgan.deploy.convert.errors import ConversionError, log
 from tf_melgan.deploy.litert import LiteRTModel, op_counts
-from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, golden_path,
-                                       manifest_for, sidecar_path)
+from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, QAT_RANGES, SIGNATURE,
+                                       golden_path, manifest_for, sidecar_path)
 
 MODES = ("float32", "fp16", "int8", "dynamic_range")
 GOLDEN_FRAMES = 128
@@ -79,14 +79,19 @@ def _calibration(config, train_files, data_path, calibration_audio, count, frame
     return representative, info
 
 
-def _tflite_bytes(saved_model, mode, representative, int8_io, float_layers, percentile):
+def _tflite_bytes(saved_model, mode, representative, int8_io, float_layers, percentile,
+                  activation_ranges=None):
+    """`activation_ranges` (calibrated bytes -> {tensor index: (lo, hi)}, a QAT model's:
+    qat_ranges.activation_ranges) replaces the `percentile` ranges."""
     from tf_melgan.deploy.convert import quantize, ranges
-    def percentile_ranges(calibrated):  # {tensor index: (lo, hi)}: other ranges plug in here
+    def percentile_ranges(calibrated):  # {tensor index: (lo, hi)}
         mels = (item[INPUT_NAME] for item in representative())
         return ranges.percentile_ranges(calibrated, mels, percentile)
 
-    activation_ranges = percentile_ranges if percentile is not None else None
-    log(f"converting ({mode})")
+    qat = activation_ranges is not None
+    if not qat and percentile is not None:
+        activation_ranges = percentile_ranges
+    log(f"converting ({mode}{', QAT ranges' if qat else ''})")
     try:
         with warnings.catch_warnings():  # calibration runs TF's deprecated tf.lite.Interpreter
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
@@ -115,7 +120,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             overwrite: bool = False) -> dict:
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
     manifest as a dict. Raises ConversionError (nothing written) when a check fails, or
-    when OUT.tflite exists and not `overwrite`."""
+    when OUT.tflite exists and not `overwrite`. An int8 conversion of a model dir with QAT
+    ranges (MODEL_DIR/qat_ranges.json, training.qat) uses them unless `ranges` is given,
+    and is checked (and its golden pair made) against the fake-quant Keras generator, with
+    the floor checks.QAT_MIN_SNR_DB unless `min_snr_db`."""
+    qat_allowed = mode == "int8" and ranges is None
     float_layers, ranges, percentile = _checked_options(
         output, mode, overwrite, int8_io, float_layers, ranges, frames)
     import tensorflow as tf
@@ -127,6 +136,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     source = generator_source(model_dir, which)
     log(f"generator: {source.describe()} of {model_dir}")
     generator, config = load_generator(model_dir, which=which, fold=True)
+    from tf_melgan.deploy.convert import qat_ranges
+    qat_generator = qat_ranges.load(model_dir, which) if qat_allowed else None
+    if qat_generator is not None:
+        log(f"QAT model dir: int8 with its activation ranges ({len(qat_generator.quantizers())} "
+            f"quantizers); --ranges overrides them")
     # The .tflite holds about 4 / 2 / 1 byte(s) per weight; golden pair and json are small.
     check_output(output, {"float32": 4, "fp16": 2}.get(mode, 1) * generator.count_params()
                  + (4 << 20))
@@ -156,8 +170,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             log("exporting a SavedModel for the converter")
             from tf_melgan.deploy.graph import write_litert_saved_model
             write_litert_saved_model(generator, saved_model, n_mels, frames, mirror_pad)
-        model_bytes = _tflite_bytes(saved_model, mode, representative, int8_io, float_layers,
-                                    percentile)
+        model_bytes = _tflite_bytes(
+            saved_model, mode, representative, int8_io, float_layers, percentile,
+            qat_generator and qat_ranges.activation_ranges(qat_generator, val_mels[0]))
         ops, kernels = checks.check_ops(model_bytes, mode, float_layers)
         tmp_model = os.path.join(work, "model.tflite")
         with open(tmp_model, "wb") as f:
@@ -166,18 +181,25 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         checks.check_signature(runtime, frames)
         min_frames = frames or checks.probe_min_frames(tmp_model, hop, n_mels)
 
-        def keras_fn(mel):
-            return np.asarray(generator(tf.constant(mel), training=False))
+        reference = qat_generator or generator  # a QAT model: the int8 it simulates
 
+        def keras_fn(mel):
+            return np.asarray(reference(tf.constant(mel), training=False))
+
+        if qat_generator is not None and min_snr_db is None:
+            min_snr_db = checks.QAT_MIN_SNR_DB
         validation = checks.compare_with_keras(keras_fn, runtime, val_mels, config.audio,
                                                mode, min_snr_db)
+        if qat_generator is not None:
+            validation["reference"] = "Keras fake-quant (tf_melgan.qat)"
         golden_mel = val_mels[0] if frames else val_mels[0][:, :GOLDEN_FRAMES]
         golden_ref, golden_out = keras_fn(golden_mel), runtime(golden_mel)
 
         manifest = _manifest(
             config, (model_dir, source), output, runtime, model_bytes, ops, kernels,
             quantization=mode, which=which, float_layers=list(float_layers),
-            activation_ranges=ranges, calibration=calibration_info,
+            activation_ranges=QAT_RANGES if qat_generator else ranges,
+            calibration=calibration_info,
             frames={"mode": "fixed" if frames else "dynamic", "fixed": frames,
                     "min": min_frames},
             validation={"data": data_path, "clips": val_names, **validation,
@@ -233,7 +255,7 @@ def _summary(output, m, clips, seconds, kept_saved_model):
         + ", ".join(f"{k} {n}" for k, n in m.ops.items()))
     log(f"kernels: {', '.join(f'{k} ({n})' for k, n in m.kernels.items())}")
     snrs = v["snr_db_per_clip"]
-    log(f"vs Keras on {clips} held-out clips ({v['frames']} frames): SNR "
+    log(f"vs {v.get('reference', 'Keras')} on {clips} held-out clips ({v['frames']} frames): SNR "
         f"{v['snr_db']:.1f} dB (per clip {min(snrs):.1f}..{max(snrs):.1f}), max |diff| "
         f"{v['max_abs_diff']:.2g}, log-mel L1 vs Keras {v['mel_l1_vs_keras']:.4f}; log-mel "
         f"L1 vs input mel: Keras {v['mel_l1_vs_input']['keras']:.4f}, tflite "

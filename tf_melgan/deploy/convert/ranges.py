@@ -53,14 +53,41 @@ def _model_bytes(model) -> bytes:
     return bytes(_flatbuffer_utils().convert_object_to_bytearray(model))
 
 
-def _activation_stats(model):
+def recorded_ranges(calibrated: bytes) -> dict:
     """{tensor index: (min, max)} of subgraph 0's tensors with one recorded range."""
     stats = {}
-    for i, t in enumerate(model.subgraphs[0].tensors):
+    for i, t in enumerate(_model_object(calibrated).subgraphs[0].tensors):
         q = t.quantization
         if q is not None and q.min is not None and q.max is not None and len(q.min) == 1:
             stats[i] = (float(q.min[0]), float(q.max[0]))
     return stats
+
+
+def operators(calibrated: bytes) -> list[tuple[str, list, list]]:
+    """(op name, input tensor indices, output tensor indices) of subgraph 0's operators."""
+    from tf_melgan.deploy.litert import read_ops
+    graph = _model_object(calibrated).subgraphs[0]
+    kinds = [op["op"] for op in read_ops(calibrated)][:len(graph.operators)]
+    return [(kind, list(op.inputs), list(op.outputs))
+            for kind, op in zip(kinds, graph.operators)]
+
+
+def reference_interpreter(calibrated: bytes):
+    """A LiteRT interpreter of `calibrated` on the reference kernels with every tensor kept
+    (a delegate would not keep the tensors inside it); `run(interpreter, x)` runs it."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    return Interpreter(
+        model_content=calibrated, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+def run(interpreter, x) -> None:
+    """Runs `interpreter` on `x`, its one input (any length); read tensors with get_tensor."""
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape, strict=False)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
 
 
 def tensor_names(calibrated: bytes) -> list[str]:
@@ -73,44 +100,43 @@ def tensor_names(calibrated: bytes) -> list[str]:
 def percentile_ranges(calibrated: bytes, inputs, percentile: float, seed: int = 0) -> dict:
     """{tensor index: (lo, hi)}: the [100 - percentile, percentile] percentiles of each
     recorded tensor over `inputs` (arrays for the model's one input), widened to hold 0."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    stats = _activation_stats(_model_object(calibrated))
-    # Reference kernels: a delegate would not keep the tensors inside it.
-    interpreter = Interpreter(
-        model_content=calibrated, experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    index = interpreter.get_input_details()[0]["index"]
+    stats = recorded_ranges(calibrated)
+    interpreter = reference_interpreter(calibrated)
     counts = {i: np.zeros(BINS, np.int64) for i in stats}
     rng = np.random.default_rng(seed)
     for x in inputs:
-        interpreter.resize_tensor_input(index, x.shape, strict=False)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(index, x)
-        interpreter.invoke()
+        run(interpreter, x)
         for i, (lo, hi) in stats.items():
-            v = interpreter.get_tensor(i).ravel()
-            if v.size > MAX_VALUES:
-                v = v[rng.integers(0, v.size, MAX_VALUES)]
-            if hi > lo:
-                b = ((v.astype(np.float64) - lo) * (BINS / (hi - lo))).astype(np.int64)
-                counts[i] += np.bincount(np.clip(b, 0, BINS - 1), minlength=BINS)
-    ranges, tail = {}, 1.0 - percentile / 100.0
-    for i, (lo, hi) in stats.items():
-        total = counts[i].sum()
-        if total == 0 or hi <= lo:
-            ranges[i] = (lo, hi)
-            continue
-        cum = np.cumsum(counts[i])
-        step = (hi - lo) / BINS
-        # lowest bin edge with more than `tail` of the values below it, and the highest one
-        # with more than `tail` above it (bins hold the values' lower edges).
-        low_bin = int(np.searchsorted(cum, tail * total, side="right"))
-        high_bin = int(np.searchsorted(cum, (1.0 - tail) * total, side="left"))
-        new_lo = lo + low_bin * step
-        new_hi = lo + min(high_bin + 1, BINS) * step
-        ranges[i] = (min(max(new_lo, lo), 0.0), max(min(new_hi, hi), 0.0))
-    return ranges
+            add_to_histogram(counts[i], interpreter.get_tensor(i), lo, hi, rng)
+    return {i: percentile_range(counts[i], lo, hi, percentile) for i, (lo, hi) in stats.items()}
+
+
+def add_to_histogram(counts, values, lo, hi, rng, max_values=MAX_VALUES):
+    """Counts `values` (at most `max_values` of them, a random subset of more) into
+    `counts`, a histogram of len(counts) bins over [lo, hi] (outliers in the end bins).
+    Also tf_melgan.qat's calibration, so that both sides compute the same ranges."""
+    v = np.asarray(values).ravel()
+    if v.size > max_values:
+        v = v[rng.integers(0, v.size, max_values)]
+    if hi > lo:
+        b = ((v.astype(np.float64) - lo) * (len(counts) / (hi - lo))).astype(np.int64)
+        counts += np.bincount(np.clip(b, 0, len(counts) - 1), minlength=len(counts))
+
+
+def percentile_range(counts, lo, hi, percentile):
+    """(lo', hi') from a histogram `counts` of values over [lo, hi]: the lowest bin edge
+    with more than 1 - percentile/100 of the values below it and the highest one with as
+    many above (bins hold the values' lower edges), widened to hold 0."""
+    total, tail = counts.sum(), 1.0 - percentile / 100.0
+    if total == 0 or hi <= lo:
+        return lo, hi
+    cum = np.cumsum(counts)
+    step = (hi - lo) / len(counts)
+    low_bin = int(np.searchsorted(cum, tail * total, side="right"))
+    high_bin = int(np.searchsorted(cum, (1.0 - tail) * total, side="left"))
+    new_lo = lo + low_bin * step
+    new_hi = lo + min(high_bin + 1, len(counts)) * step
+    return min(max(new_lo, lo), 0.0), max(min(new_hi, hi), 0.0)
 
 
 def with_ranges(calibrated: bytes, ranges: dict) -> bytes:

@@ -1,0 +1,184 @@
+"""tf_melgan.qat: the simulated int8 against reference formulas, and against LiteRT."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_melgan import qat
+
+SNAKE_NEAREST = ["generator.activation=snake", "generator.upsampling=nearest"]
+
+
+def reference_activation(x, lo, hi):
+    """LiteRT's per-tensor asymmetric int8: scale (hi - lo) / 255, zero point
+    round(-128 - lo / scale) in [-128, 127], q = clamp(round(x / scale) + zp)."""
+    scale = (hi - lo) / 255.0
+    zp = np.clip(np.round(-128 - lo / scale), -128, 127)
+    q = np.clip(np.round(x / scale) + zp, -128, 127)
+    return (q - zp) * scale
+
+
+def test_kernel_is_per_channel_symmetric_int8():
+    w = np.random.default_rng(0).normal(size=(7, 5, 3)).astype(np.float32)
+    w[..., 1] *= 0.01  # channels of different scales keep their own
+    scale = np.abs(w).max(axis=(0, 1)) / 127.0
+    expected = np.clip(np.round(w / scale), -127, 127) * scale
+    np.testing.assert_allclose(qat.quantize_kernel(tf.constant(w)).numpy(), expected,
+                               rtol=0, atol=1e-6 * np.abs(w).max())
+
+
+def test_activation_and_constant_match_the_int8_formula():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=10000).astype(np.float32) * 3
+    lo, hi = -4.2, 6.3
+    q = qat.ActivationQuantizer(lo, hi)
+    got = q(tf.constant(x)).numpy()
+    want = reference_activation(x, lo, hi)
+    # fake_quant nudges the range so 0 is exact (as LiteRT); ties may round the other way
+    step = (hi - lo) / 255
+    assert np.mean(np.abs(got - want) < 1e-5) > 0.999
+    assert np.max(np.abs(got - want)) <= step + 1e-6
+    assert np.all(got >= lo - step) and np.all(got <= hi + step)
+    a = rng.uniform(0.2, 1.5, size=16).astype(np.float32)  # Snake's alpha: lo = 0
+    np.testing.assert_allclose(qat.quantize_constant(tf.constant(a)).numpy(),
+                               reference_activation(a, 0.0, a.max()), atol=1e-6)
+
+
+def test_straight_through_gradient():
+    x = tf.constant([-9.0, -1.0, 0.3, 2.0, 9.0])
+    q = qat.ActivationQuantizer(-4.0, 4.0)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = q(x)
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [0, 1, 1, 1, 0])
+
+
+@pytest.fixture(scope="module")
+def qat_dir(tmp_path_factory):
+    """A tiny Snake + nearest model dir (random weights) with calibrated QAT ranges."""
+    from tests.conftest import TINY, data_dir, make_trained_dir
+    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.config import config_from_dict
+    from tf_melgan.data import find_audio_files, split_files
+    from tf_melgan.deploy.convert.data import calibration_mels
+    config = config_from_dict({}, TINY + SNAKE_NEAREST + ["data.validation_clips=2",
+                                                          f"data.path={data_dir()}"])
+    model_dir = make_trained_dir(tmp_path_factory.mktemp("qat") / "model", config, 1.0)
+    generator, config = load_generator(model_dir, fold=False, quantize=True)
+    train, _ = split_files(find_audio_files(config.data.path), 2)
+    qat.calibrate(generator, calibration_mels(train[:4], config.audio, 4, 64, False,
+                                              (0.3, 1.0)))
+    qat.save_ranges(generator, model_dir)
+    return model_dir
+
+
+def test_points_ranges_and_round_trips(qat_dir):
+    from tf_melgan.checkpoint import load_generator
+    float_g, config = load_generator(qat_dir)
+    fake, _ = qat.load_quantized(qat_dir)
+    names = list(fake.quantizers())
+    # input, conv_pre; per stage: 4 Snake points, the upsampler's conv, per residual
+    # block 2 Snakes + 3 convs + the add; act_post, conv_post, tanh.
+    stages, blocks = len(config.generator.ratios), config.generator.n_residual_layers
+    assert len(names) == 2 + stages * (4 + 1 + blocks * (8 + 3 + 1)) + 4 + 1 + 1
+    assert names[:3] == ["input", "conv_pre/output", "act_0/mul"]
+    assert "res_0_0/add" in names and names[-1] == "tanh"
+    saved = json.load(open(os.path.join(qat_dir, qat.RANGES_FILE)))["ranges"]
+    assert len(saved) == len(names)
+    assert all(lo <= 0 <= hi for lo, hi in saved.values())
+    assert tuple(saved["tanh"]) == qat.TANH_RANGE
+    mel = np.random.default_rng(0).normal(-4, 1, size=(1, 40, 80)).astype(np.float32)
+    y_float = float_g(tf.constant(mel)).numpy()
+    y_fake = fake(tf.constant(mel)).numpy()
+    assert 0 < np.mean((y_fake - y_float) ** 2)  # it does quantize
+    # folded() keeps the ranges: the same fake-quant output
+    unquantized = qat.load_quantized(qat_dir, fold=False)[0].folded()
+    np.testing.assert_allclose(unquantized(tf.constant(mel)).numpy(), y_fake, atol=1e-6)
+    for q in fake.quantizers().values():
+        assert q.lo is not None
+
+
+def test_converter_honours_the_qat_ranges(qat_dir, tmp_path):
+    """The converter quantizes with the QAT ranges (every one's int8 scale is in the
+    .tflite), checks the .tflite against the fake-quant Keras generator (its SNR floor) and
+    says so in the manifest."""
+    from tests.conftest import data_dir
+    from tf_melgan.audio import load_audio, log_mel_numpy
+    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.data import find_audio_files, split_files
+    from tf_melgan.deploy.convert import convert
+    from tf_melgan.deploy.litert import snr_db
+    from tf_melgan.deploy.vocoder import load_vocoder
+    out = str(tmp_path / "qat.tflite")
+    # min_snr_db 0: random tiny weights put the simulation anywhere from 4 to 40 dB from
+    # LiteRT (trained models: 15-21 dB, docs/BENCHMARKS.md); the scales below are the test.
+    sidecar = convert(qat_dir, out, "int8", num_calibration=4, calibration_frames=64,
+                      num_validation=1, min_snr_db=0.0)
+    assert sidecar["activation_ranges"] == "qat"
+    assert sidecar["validation"]["reference"].startswith("Keras fake-quant")
+    assert np.isfinite(sidecar["validation"]["snr_db"])
+    fake, config = qat.load_quantized(qat_dir)
+    float_g, _ = load_generator(qat_dir)
+    _, held_out = split_files(find_audio_files(data_dir()), 2)
+    audio = load_audio(held_out[0], config.audio.sample_rate)[:128 * 256]
+    mel = log_mel_numpy(audio, config.audio)[None].astype(np.float32)
+    litert = load_vocoder(out, num_threads=2)(mel)
+    sim = snr_db(fake(tf.constant(mel)).numpy(), litert)
+    plain = snr_db(float_g(tf.constant(mel)).numpy(), litert)
+    assert np.isfinite(sim) and np.isfinite(plain)
+    # Every simulated activation's int8 scale, (hi - lo) / 255, is a scale of the .tflite.
+    from tensorflow.lite.tools import flatbuffer_utils
+    tensors = flatbuffer_utils.read_model(out).subgraphs[0].tensors
+    scales = np.array([t.quantization.scale[0] for t in tensors if t.quantization is not None
+                       and t.quantization.scale is not None and len(t.quantization.scale) == 1])
+    for name, (lo, hi) in qat.ranges_of(fake).items():
+        assert np.min(np.abs(scales / ((hi - lo) / 255.0) - 1)) < 1e-4, name
+
+
+def test_training_qat_calibrates_freezes_and_trains(tmp_path):
+    """training.qat: the ranges are calibrated once, written beside the weights, and reused
+    on resume; G trains through the simulation (finite losses, weights moved)."""
+    from tests.conftest import TINY, data_dir
+    from tf_melgan.checkpoint import load_generator
+    from tf_melgan.config import config_from_dict
+    from tf_melgan.train import run
+    steps = ["training.steps=2", "training.steps_per_epoch=2", "training.checkpoint_every=2",
+             "training.sample_every=100", "data.validation_clips=2", "loss.lambda_mel=45"]
+    config = config_from_dict({}, TINY + SNAKE_NEAREST + steps + ["training.qat=true",
+                                                                  f"data.path={data_dir()}"])
+    model_dir = str(tmp_path / "model")
+    summary = run(config, model_dir, verbose=0)
+    assert summary["step"] == 2 and np.isfinite(summary["history"]["g_loss"]).all()
+    ranges = qat.load_ranges(model_dir)
+    generator, _ = qat.load_quantized(model_dir, fold=False)
+    assert set(ranges) == set(generator.quantizers())
+    assert all(np.isfinite(r).all() and r[0] < r[1] for r in ranges.values())
+    mtime = os.path.getmtime(os.path.join(model_dir, qat.RANGES_FILE))
+    config.training.steps = 4
+    run(config, model_dir, verbose=0)  # resumes with the same, frozen ranges
+    assert os.path.getmtime(os.path.join(model_dir, qat.RANGES_FILE)) == mtime
+    assert qat.load_ranges(model_dir) == ranges
+    trained, _ = load_generator(model_dir, which="latest")
+    assert trained.count_params() == generator.folded().count_params()
+
+
+def test_a_shipped_qat_model_converts_with_its_ranges(qat_dir, tmp_path, monkeypatch):
+    """scripts/ship_model.py ships qat_ranges.json: the converter loads the QAT generator
+    of a shipped name; an explicit --ranges overrides the QAT ranges."""
+    import shutil
+
+    from tf_melgan import pretrained
+    from tf_melgan.deploy.convert import convert, qat_ranges
+    shipped = tmp_path / "pretrained"
+    shutil.copytree(qat_dir, shipped / "tiny_qat")
+    monkeypatch.setattr(pretrained, "HERE", str(shipped))
+    monkeypatch.setattr(pretrained, "NAMES", ("tiny_qat",))
+    generator = qat_ranges.load("tiny_qat")
+    assert generator is not None and qat.ranges_of(generator) == qat.load_ranges(qat_dir)
+    sidecar = convert(qat_dir, str(tmp_path / "p.tflite"), "int8", ranges="p99.99",
+                      num_calibration=2, calibration_frames=64, num_validation=1)
+    assert sidecar["activation_ranges"] == "p99.99"
+    assert "reference" not in sidecar["validation"]
