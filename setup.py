@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tf_melgan", "tf_melgan.*"]),
     # csrc: built on first use (tf_melgan/native.py); pretrained: the shipped vocoders
-    package_data={"tf_melgan": ["csrc/*.cc", "pretrained/*/*"]},
+    package_data={"tf_melgan": ["csrc/*.cc", "pretrained/*/*", "pretrained/*/*/*"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3",

@@ -73,3 +73,41 @@ def test_cli_tools_take_the_name(tmp_path, capsys):
                             str(tmp_path / "sm")]) == 0
     printed = capsys.readouterr().out
     assert f"of {SHIPPED}" in printed and "max |SavedModel - Keras| = 0" in printed
+
+
+INT8 = os.path.join(SHIPPED, "int8")
+
+
+def test_int8_form_is_what_quantize_converts():
+    """`--quantize` of the shipped name converts its quantization-aware generator (int8/),
+    not the float weights; a plain model dir converts itself."""
+    from tf_melgan.deploy.convert.qat_ranges import int8_model_dir
+    from tf_melgan.qat import RANGES_FILE
+    assert int8_model_dir("ljspeech") == INT8
+    assert os.path.isfile(os.path.join(INT8, RANGES_FILE))
+    assert int8_model_dir(INT8) == INT8  # no int8/ below it: itself
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(LJ, "ljspeech-extra")),
+                    reason="needs ../shared/data (the held-out LJ Speech clips)")
+def test_shipped_int8_tflite_is_the_int8_its_training_simulated(monkeypatch):
+    """The ready int8 .tflite: builtin ops only, QAT ranges, and on a held-out clip its
+    output agrees with the fake-quant Keras generator it was converted from (LiteRT's
+    fixed-point rounding differs from fake-quant's: >= checks.QAT_MIN_SNR_DB) and is voiced."""
+    from benchmarks.curve import evaluate, held_out_clips
+    from tf_melgan import load_vocoder, qat
+    from tf_melgan.deploy.convert.checks import QAT_MIN_SNR_DB
+    from tf_melgan.deploy.litert import op_problems, read_ops, snr_db
+    from tf_melgan.deploy.vocoder import mel_of_audio
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(INT8, "ljspeech_int8.tflite")
+    manifest = json.load(open(os.path.join(INT8, "ljspeech_int8.json")))
+    assert manifest["activation_ranges"] == "qat" and not op_problems(read_ops(path))
+    vocoder = load_vocoder(path)
+    generator, config = qat.load_quantized(INT8)
+    clip = held_out_clips(config, INT8, 1, 3.0)
+    mel = mel_of_audio(clip[0], vocoder)[None]
+    assert snr_db(np.asarray(generator(mel)), vocoder(mel)) >= QAT_MIN_SNR_DB
+    scores = evaluate(lambda m: vocoder(np.asarray(m)), clip, config.audio, pesq_stoi=False)
+    card = json.load(open(os.path.join(SHIPPED, "card.json")))["held_out"]["vocoder"]
+    assert scores["voicing"] > card["voicing"] - 0.15, (scores, card)

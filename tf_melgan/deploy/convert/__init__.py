@@ -121,7 +121,8 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     """Converts, checks and writes OUT.tflite, OUT.json, OUT.golden.npz; returns the
     manifest as a dict. Raises ConversionError (nothing written) when a check fails, or
     when OUT.tflite exists and not `overwrite`. An int8 conversion of a model dir with QAT
-    ranges (MODEL_DIR/qat_ranges.json, training.qat) uses them unless `ranges` is given,
+    ranges (MODEL_DIR/qat_ranges.json, training.qat; or of its MODEL_DIR/int8, which is then
+    converted instead) uses them unless `ranges` is given,
     and is checked (and its golden pair made) against the fake-quant Keras generator, with
     the floor checks.QAT_MIN_SNR_DB unless `min_snr_db`."""
     qat_allowed = mode == "int8" and ranges is None
@@ -133,10 +134,13 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
 
     t0 = time.time()
     check_output(output)  # a read-only place fails now, not after the conversion
+    from tf_melgan.deploy.convert import qat_ranges
+    if qat_allowed and qat_ranges.int8_model_dir(model_dir) != model_dir:
+        model_dir = qat_ranges.int8_model_dir(model_dir)
+        log(f"int8: the quantization-aware generator in {model_dir}")
     source = generator_source(model_dir, which)
     log(f"generator: {source.describe()} of {model_dir}")
     generator, config = load_generator(model_dir, which=which, fold=True)
-    from tf_melgan.deploy.convert import qat_ranges
     qat_generator = qat_ranges.load(model_dir, which) if qat_allowed else None
     if qat_generator is not None:
         log(f"QAT model dir: int8 with its activation ranges ({len(qat_generator.quantizers())} "

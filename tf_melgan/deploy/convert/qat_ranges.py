@@ -26,6 +26,20 @@ SAME_SCALE_OPS = ("CONCATENATION", "STRIDED_SLICE", "SLICE", "RESHAPE", "EXPAND_
 TOLERANCE = 1e-3  # of the quantizer's range: float32 Keras vs LiteRT differ by ~1e-6 of it
 
 
+INT8_DIR = "int8"  # MODEL_DIR/int8: the quantization-aware generator --quantize converts
+
+
+def int8_model_dir(model_dir: str) -> str:
+    """MODEL_DIR/int8 when it is a model dir with QAT ranges (what a shipped vocoder carries:
+    its int8 form fine-tuned from the float one, with other weights), else `model_dir`."""
+    import os
+
+    from tf_melgan.pretrained import resolve
+    from tf_melgan.qat import RANGES_FILE
+    sub = os.path.join(resolve(model_dir), INT8_DIR)
+    return sub if os.path.isfile(os.path.join(sub, RANGES_FILE)) else model_dir
+
+
 def load(model_dir: str, which: str = "best"):
     """The fake-quant generator of a model dir with QAT ranges (tf_melgan.qat.load_quantized:
     folded, ranges set), or None for a model dir without them."""
