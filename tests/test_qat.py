@@ -134,7 +134,12 @@ def test_converter_honours_the_qat_ranges(qat_dir, tmp_path):
     tensors = flatbuffer_utils.read_model(out).subgraphs[0].tensors
     scales = np.array([t.quantization.scale[0] for t in tensors if t.quantization is not None
                        and t.quantization.scale is not None and len(t.quantization.scale) == 1])
+    # Except conv_post's output when it is tiny (random weights: |x| < 0.05): tanh(x) = x
+    # there, so the waveform tensor holds the same values and value matching cannot tell
+    # them apart (a trained model's output is not in tanh's linear range).
     for name, (lo, hi) in qat.ranges_of(fake).items():
+        if name == "conv_post/output" and max(-lo, hi) < 0.05:
+            continue
         assert np.min(np.abs(scales / ((hi - lo) / 255.0) - 1)) < 1e-4, name
 
 
