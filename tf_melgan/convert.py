@@ -93,7 +93,8 @@ def _define_flags():
                          "(default: slices + concat, same numbers, which XNNPACK runs).",
                          flag_values=fv)
     flags.DEFINE_float("min_snr_db", None, "Refuse below this SNR vs Keras (default per "
-                       "mode: float32 50, fp16 30, int8 0).", flag_values=fv)
+                       "mode: float32 50, fp16 30, int8 0; int8 of a QAT model dir 12, vs its "
+                       "fake-quant generator).", flag_values=fv)
     flags.DEFINE_integer("num_threads", 2, "LiteRT threads for the checks.", flag_values=fv)
     flags.DEFINE_boolean("overwrite", False, "Replace an existing OUT.tflite (and its "
                          ".json, .golden.npz).", flag_values=fv)
