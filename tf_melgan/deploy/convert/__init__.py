@@ -135,8 +135,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     t0 = time.time()
     check_output(output)  # a read-only place fails now, not after the conversion
     from tf_melgan.deploy.convert import qat_ranges
-    if qat_allowed and qat_ranges.int8_model_dir(model_dir) != model_dir:
-        model_dir = qat_ranges.int8_model_dir(model_dir)
+    int8_dir = qat_ranges.int8_model_dir(model_dir) if qat_allowed else model_dir
+    if int8_dir != model_dir:
+        model_dir = int8_dir
         log(f"int8: the quantization-aware generator in {model_dir}")
     source = generator_source(model_dir, which)
     log(f"generator: {source.describe()} of {model_dir}")
