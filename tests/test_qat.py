@@ -56,8 +56,7 @@ def test_straight_through_gradient():
     np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [0, 1, 1, 1, 0])
 
 
-@pytest.fixture(scope="module")
-def qat_dir(tmp_path_factory):
+def make_qat_dir(root, overrides=()):
     """A tiny Snake + nearest model dir (random weights) with calibrated QAT ranges."""
     from tests.conftest import TINY, data_dir, make_trained_dir
     from tf_melgan.checkpoint import load_generator
@@ -65,14 +64,20 @@ def qat_dir(tmp_path_factory):
     from tf_melgan.data import find_audio_files, split_files
     from tf_melgan.deploy.convert.data import calibration_mels
     config = config_from_dict({}, TINY + SNAKE_NEAREST + ["data.validation_clips=2",
-                                                          f"data.path={data_dir()}"])
-    model_dir = make_trained_dir(tmp_path_factory.mktemp("qat") / "model", config, 1.0)
+                                                          f"data.path={data_dir()}",
+                                                          *overrides])
+    model_dir = make_trained_dir(root / "model", config, 1.0)
     generator, config = load_generator(model_dir, fold=False, quantize=True)
     train, _ = split_files(find_audio_files(config.data.path), 2)
     qat.calibrate(generator, calibration_mels(train[:4], config.audio, 4, 64, False,
                                               (0.3, 1.0)))
     qat.save_ranges(generator, model_dir)
     return model_dir
+
+
+@pytest.fixture(scope="module")
+def qat_dir(tmp_path_factory):
+    return make_qat_dir(tmp_path_factory.mktemp("qat"))
 
 
 def test_points_ranges_and_round_trips(qat_dir):
@@ -134,12 +139,7 @@ def test_converter_honours_the_qat_ranges(qat_dir, tmp_path):
     tensors = flatbuffer_utils.read_model(out).subgraphs[0].tensors
     scales = np.array([t.quantization.scale[0] for t in tensors if t.quantization is not None
                        and t.quantization.scale is not None and len(t.quantization.scale) == 1])
-    # Except conv_post's output when it is tiny (random weights: |x| < 0.05): tanh(x) = x
-    # there, so the waveform tensor holds the same values and value matching cannot tell
-    # them apart (a trained model's output is not in tanh's linear range).
     for name, (lo, hi) in qat.ranges_of(fake).items():
-        if name == "conv_post/output" and max(-lo, hi) < 0.05:
-            continue
         assert np.min(np.abs(scales / ((hi - lo) / 255.0) - 1)) < 1e-4, name
 
 
@@ -187,3 +187,27 @@ def test_a_shipped_qat_model_converts_with_its_ranges(qat_dir, tmp_path, monkeyp
                       num_calibration=2, calibration_frames=64, num_validation=1)
     assert sidecar["activation_ranges"] == "p99.99"
     assert "reference" not in sidecar["validation"]
+
+
+def test_qat_float_output_keeps_the_output_layer_float32(tmp_path):
+    """training.qat_float_output: conv_post and tanh are not simulated in int8, and the
+    converter keeps them float32 (--float_layers output), so the waveform is off the int8
+    tanh's 1/128 grid; the other ranges are still the QAT ones."""
+    from tf_melgan.deploy.convert import convert
+    from tf_melgan.deploy.vocoder import load_vocoder
+    model_dir = make_qat_dir(tmp_path, ["training.qat=true", "training.qat_float_output=true"])
+    fake, config = qat.load_quantized(model_dir)
+    names = list(fake.quantizers())
+    assert "tanh" not in names and "conv_post/output" not in names
+    assert names[-1].startswith("act_post/")
+    out = str(tmp_path / "f.tflite")
+    sidecar = convert(model_dir, out, "int8", num_calibration=2, calibration_frames=64,
+                      num_validation=1, min_snr_db=0.0)
+    assert sidecar["float_layers"] == ["output"] and sidecar["activation_ranges"] == "qat"
+    mel = np.random.default_rng(1).normal(-4, 1, size=(1, 64, 80)).astype(np.float32)
+    wave = load_vocoder(out, num_threads=2)(mel)
+    off_grid = np.abs(wave * 128 - np.round(wave * 128))
+    assert np.mean(off_grid > 0.01) > 0.5
+    with pytest.raises(Exception, match="float32"):
+        convert(model_dir, str(tmp_path / "g.tflite"), "int8", int8_io=True,
+                num_calibration=2, calibration_frames=64, num_validation=1)

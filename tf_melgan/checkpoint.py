@@ -102,7 +102,7 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
     to the latest checkpoint when there is none yet) or 'latest' (the latest checkpoint).
     fold: fold weight normalization into plain kernels (for inference and export).
     quantize: the generator simulates LiteRT's int8 (tf_melgan.qat; ranges not set:
-    tf_melgan.qat.load_quantized sets them).
+    tf_melgan.qat.load_quantized sets them), with the model's training.qat_float_output.
     generator_source(model_dir, which) says which one that is.
     """
     if which not in ("best", "latest"):
@@ -110,7 +110,9 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
     model_dir = resolve(model_dir)
     config = load_model_config(model_dir)
     generator = Generator.from_config_dataclass(config.generator, config.audio.n_mels,
-                                                name="generator", quantize=quantize)
+                                                name="generator", quantize=quantize,
+                                                float_output=quantize and
+                                                config.training.qat_float_output)
     generator.build((None, None, config.audio.n_mels))
     source = generator_source(model_dir, which)
     if source.which == "best":

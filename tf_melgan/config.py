@@ -182,6 +182,10 @@ class TrainingConfig:
     # ranges calibrated at the start and frozen (MODEL_DIR/qat_ranges.json, which
     # tf_melgan.convert --quantize then uses). For fine-tuning, e.g. --init_from ljspeech.
     qat: bool = False
+    # With qat: the output layer (conv_post, tanh) stays float32, in training and in the
+    # int8 model (convert --quantize then adds --float_layers output): an int8 tanh output
+    # has fixed 1/128 steps, a rounding noise no training removes.
+    qat_float_output: bool = False
 
 
 @dataclass
@@ -467,6 +471,8 @@ def validate(config: Config) -> None:
     if g.upsampling not in ("transposed", "nearest"):
         raise ConfigError(f"generator.upsampling must be 'transposed' or 'nearest', "
                           f"got '{g.upsampling}'")
+    if t.qat_float_output and not t.qat:
+        raise ConfigError("training.qat_float_output is an option of training.qat: true")
     if t.qat and config.generator.upsampling != "nearest":
         raise ConfigError("training.qat needs generator.upsampling: nearest (the transposed "
                           "convs export as another graph, which tf_melgan.qat does not model)")

@@ -25,17 +25,20 @@ class Generator(keras.Model):
     pad_mode and polyphase pick the ops of an export graph (ReflectionPad1D's mode,
     PolyphaseConv1DTranspose), not the numbers; tf_melgan.deploy.graph sets them.
     quantize=True simulates LiteRT's int8 model of it (tf_melgan.qat; nearest upsampling
-    only: the transposed convs export as another graph).
+    only: the transposed convs export as another graph); with float_output, the int8 model
+    of `convert --quantize --float_layers output` (conv_post and tanh in float32).
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
                  init="pytorch", init_stddev=0.02, weight_norm=True, activation="leaky_relu",
                  upsampling="transposed", pad_mode="gather", polyphase=False, quantize=False,
-                 **kwargs):
+                 float_output=False, **kwargs):
         super().__init__(**kwargs)
         if quantize and upsampling != "nearest":
             raise ValueError("quantize=True (QAT) needs upsampling='nearest'")
-        self.quantize = quantize
+        if float_output and not quantize:
+            raise ValueError("float_output is an option of quantize=True")
+        self.quantize, self.float_output = quantize, float_output
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
         self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
         self.init, self.init_stddev, self.activation = init, init_stddev, activation
@@ -47,6 +50,7 @@ class Generator(keras.Model):
         if quantize:
             opts["quantize"] = True
             self.input_quantizer = ActivationQuantizer(name="input_q")
+        if quantize and not float_output:
             self.output_quantizer = ActivationQuantizer(*TANH_RANGE, fixed=True, name="tanh_q")
         channels = ngf * 2 ** len(self.ratios)
         self.pad_pre = ReflectionPad1D(3, pad_mode)
@@ -67,7 +71,8 @@ class Generator(keras.Model):
         self.act_post = activation_layer(activation, channels, name="act_post",
                                          quantize=quantize)
         self.pad_post = ReflectionPad1D(3, pad_mode)
-        self.conv_post = conv1d(1, 7, channels, name="conv_post", **opts)
+        self.conv_post = conv1d(1, 7, channels, name="conv_post",
+                                **{**opts, "quantize": quantize and not float_output})
         # Keras 3 keeps layers held in lists out of tf.train.Checkpoint's object graph;
         # attributes put them in (same layers, same weights and order).
         for i, (act, up, blocks) in enumerate(zip(self.acts, self.upsamplers, self.stages)):
@@ -112,7 +117,7 @@ class Generator(keras.Model):
             for block in blocks:
                 x = block(x)
         x = ops.tanh(self.conv_post(self.pad_post(self.act_post(x))))
-        if self.quantize:
+        if self.quantize and not self.float_output:
             x = self.output_quantizer(x)
         return ops.cast(x[..., 0], "float32")
 
@@ -126,7 +131,8 @@ class Generator(keras.Model):
                 "init": self.init, "init_stddev": self.init_stddev,
                 "weight_norm": self.weight_norm, "activation": self.activation,
                 "upsampling": self.upsampling, "pad_mode": self.pad_mode,
-                "polyphase": self.polyphase, "quantize": self.quantize}
+                "polyphase": self.polyphase, "quantize": self.quantize,
+                "float_output": self.float_output}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,
@@ -154,7 +160,7 @@ class Generator(keras.Model):
     def quantizers(self):
         """{name: ActivationQuantizer} (quantize=True), in call order: 'input', 'conv_pre/
         output', 'act_0/mul', ..., 'res_0_0/conv_dilated/output', ..., 'res_0_0/add', ...,
-        'tanh'; {} otherwise. The names key MODEL_DIR/qat_ranges.json."""
+        'tanh' (not with float_output); {} otherwise. The names key MODEL_DIR/qat_ranges.json."""
         if not self.quantize:
             return {}
         found = {"input": self.input_quantizer}
@@ -165,5 +171,6 @@ class Generator(keras.Model):
         layers += [("act_post", self.act_post), ("conv_post", self.conv_post)]
         for prefix, layer in layers:
             found.update({f"{prefix}/{n}": q for n, q in quantizers_of(layer).items()})
-        found["tanh"] = self.output_quantizer
+        if not self.float_output:
+            found["tanh"] = self.output_quantizer
         return found

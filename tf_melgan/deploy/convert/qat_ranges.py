@@ -73,18 +73,24 @@ def tensor_ranges(calibrated: bytes, generator, mel) -> dict:
         if quantizers[name].lo is not None:
             by_size.setdefault(values.size, []).append(name)
 
+    # Only TANH's output takes the tanh quantizer's range, and TANH's output no other: inside
+    # tanh's linear range (e.g. small weights) conv_post's output holds the same values.
+    operators = ranges.operators(calibrated)
+    tanh_out = {o for kind, _, outputs in operators if kind == "TANH" for o in outputs}
     found = {}
     for i in recorded:
         v = interpreter.get_tensor(i).ravel()
         best, best_err = None, np.inf
         for name in by_size.get(v.size, ()):
+            if (name == "tanh") != (i in tanh_out):
+                continue
             q = quantizers[name]
             err = float(np.max(np.abs(v - seen[name]))) / max(q.hi - q.lo, 1e-12)
             if err < best_err:
                 best, best_err = name, err
         if best is not None and best_err <= TOLERANCE:
             found[i] = (quantizers[best].lo, quantizers[best].hi)
-    for kind, inputs, outputs in ranges.operators(calibrated):
+    for kind, inputs, outputs in operators:
         if kind in SAME_SCALE_OPS:
             source = next((i for i in inputs if i in found), None)
             for out in outputs:
