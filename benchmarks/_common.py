@@ -141,12 +141,24 @@ def load_torch_generator(work_dir, remove_weight_norm=True):
 
 def real_mel(frames, seed=0):
     """A real log-mel [1, frames, 80] (ljspeech-mini clips concatenated, tiled)."""
-    import numpy as np
-    from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.config import AudioConfig
     from tf_melgan.data import find_audio_files
-    a = AudioConfig()
-    files = sorted(find_audio_files(data_path()))[:12]
+    return clips_mel(sorted(find_audio_files(data_path()))[:12], AudioConfig(), frames)
+
+
+def held_out_mel(config, model_dir, frames):
+    """A real log-mel [1, frames, n_mels] from the model's held-out clips (the validation
+    split its training never saw; concatenated, tiled): the timing input of LiteRT models."""
+    from tf_melgan.deploy.convert.data import data_splits, resolve_data_path
+    _, held_out = data_splits(config, resolve_data_path(config.data.path, model_dir))
+    return clips_mel(held_out, config.audio, frames)
+
+
+def clips_mel(files, audio_config, frames):
+    """The log-mel of `files` concatenated, repeated or cut to [1, frames, n_mels] float32."""
+    import numpy as np
+    from tf_melgan.audio import load_audio, log_mel_numpy
+    a = audio_config
     speech = np.concatenate([load_audio(f, a.sample_rate, a.peak) for f in files])
     mel = log_mel_numpy(speech, a)
     mel = np.tile(mel, (-(-frames // mel.shape[0]), 1))[:frames]
@@ -177,6 +189,36 @@ def timed_rounds(fns, repeats, warmup=1, log=None):
         if log:
             log(f"  round {r + 1}/{warmup + repeats} done, load {loadavg()[0]}")
     return times
+
+
+def litert_interpreter(path, mel, threads):
+    """(LiteRT interpreter of the .tflite `path` with `threads` threads (XNNPACK), its output
+    tensor index), `mel` set and tensors allocated once: a timed invoke() is the model alone."""
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=path, num_threads=threads)
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    if inp["shape_signature"][1] < 0:
+        interp.resize_tensor_input(inp["index"], list(mel.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], mel)
+    return interp, out["index"]
+
+
+def time_litert(paths, mel, seconds, threads, repeats, warmup=2):
+    """x real time of .tflite models on one utterance (`mel`, `seconds` of audio). paths:
+    {name: .tflite}. The models take turns (timed_rounds), so a change in a shared
+    machine's load hits them all alike. Returns ({name: {median_s, min_s, x_real_time}},
+    {name: (interpreter, output index)}: each holds its output of `mel`)."""
+    import numpy as np
+    interpreters = {name: litert_interpreter(path, mel, threads) for name, path in paths.items()}
+    times = timed_rounds({name: interp.invoke for name, (interp, _) in interpreters.items()},
+                         repeats, warmup)
+    figures = {}
+    for name, t in times.items():
+        median = float(np.median(t))
+        figures[name] = {"median_s": median, "min_s": float(np.min(t)),
+                         "x_real_time": seconds / median}
+    return figures, interpreters
 
 
 def add_run_arguments(parser, out_name: str):

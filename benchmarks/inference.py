@@ -98,8 +98,7 @@ def child(args):
     torch.set_num_threads(n)
     torch.set_num_interop_threads(1)
 
-    from benchmarks._common import load_torch_generator
-    from benchmarks.tflite_speed import prepare as tfl_prepare
+    from benchmarks._common import litert_interpreter, load_torch_generator
     from tf_melgan.checkpoint import load_generator
 
     model_dir = os.path.join(args.work_dir, "model")
@@ -135,7 +134,7 @@ def child(args):
                 _, mode, shape = v.split("_")
                 mode = "float32" if mode == "fp32" else mode
                 path = tflite_path(args.work_dir, mode, None if shape == "dynamic" else frames)
-                interp, out_index = tfl_prepare(path, mel, n)
+                interp, out_index = litert_interpreter(path, mel, n)
                 fn = interp.invoke
                 outputs[v] = (lambda i=interp, o=out_index: i.get_tensor(o))
             elif v.startswith("stream_tflite_"):

@@ -4,13 +4,18 @@
     python -m benchmarks.tflite_speed --model_dir runs/demo [--out_dir /tmp/tflite_bench]
 
 Converts the generator (tflite/convert.py) as float32, fp16, int8 and dynamic-range with a
-dynamic frame count (and int8 with --float_layers sets in float32), float32, fp16 and int8 with a fixed one too (--frames, default 861 =
-10 s at 22050 Hz / hop 256), and float32 with MIRROR_PAD reflection pads; then times one
-10 s utterance (held-out clips' log-mels, tiled) per model: warm-up, then the median of
---repeats invokes with --threads threads (the models take turns, one invoke each per round,
-so load changes on a shared machine hit all alike). Reports x real time (audio seconds /
-wall seconds), size, and the SNR of each model's output against the Keras float32 output
-of the same mel. Not a test: numbers depend on the machine and its load (printed).
+dynamic frame count (and int8 with --float_layers sets in float32), float32, fp16 and int8
+with a fixed one too (--frames, default 861 = 10 s at 22050 Hz / hop 256), and float32
+with MIRROR_PAD reflection pads; then times one 10 s utterance (held-out clips' log-mels,
+tiled) per model: warm-up, then the median of --repeats invokes with --threads threads (the
+models take turns, one invoke each per round, so load changes on a shared machine hit all
+alike). Reports x real time (audio seconds / wall seconds), size, and the SNR of each
+model's output against the Keras float32 output of the same mel (for a QAT int8, whose
+weights differ, that SNR is low by design). int8 is
+what `--quantize` gives: on a model dir with a quantization-aware MODEL_DIR/int8 (the shipped
+`ljspeech`) that generator with its QAT ranges. The timing (benchmarks/_common.py
+time_litert) is shared with benchmarks/quality.py --speed. Not a test: numbers depend on the
+machine and its load (printed).
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -28,35 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks._common import held_out_mel, time_litert  # noqa: E402
 from tf_melgan.deploy.litert import snr_db  # noqa: E402
 
 FLAGS = {"float32": [], "fp16": ["--fp16"], "int8": ["--quantize"],
          "dynamic_range": ["--dynamic_range"]}
-
-
-def prepare(path, mel, threads):
-    """An interpreter for `path` with `mel` set and tensors allocated once."""
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=path, num_threads=threads)
-    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
-    if inp["shape_signature"][1] < 0:
-        interp.resize_tensor_input(inp["index"], list(mel.shape))
-    interp.allocate_tensors()
-    interp.set_tensor(inp["index"], mel)
-    return interp, out["index"]
-
-
-def time_models(interpreters, repeats, warmup=2):
-    """Per model, the seconds of each timed invoke. Models take turns (one invoke each
-    per round) so that a change in the machine's load hits them all alike."""
-    times = {name: [] for name in interpreters}
-    for round_ in range(warmup + repeats):
-        for name, (interp, _) in interpreters.items():
-            t = time.perf_counter()
-            interp.invoke()
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - t)
-    return times
 
 
 def main(argv=None):
@@ -85,19 +65,12 @@ def main(argv=None):
     import tensorflow as tf
 
     from tf_melgan.deploy.convert import convert
-    from tf_melgan.deploy.convert.data import data_splits, resolve_data_path
-    from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
 
     os.makedirs(args.out_dir, exist_ok=True)
     generator, config = load_generator(args.model_dir)
     a = config.audio
-    data_path = resolve_data_path(config.data.path, args.model_dir)
-    _, held_out = data_splits(config, data_path)
-    speech = np.concatenate([load_audio(f, a.sample_rate, a.peak) for f in held_out])
-    mel = log_mel_numpy(speech, a)[None]
-    mel = np.tile(mel, (1, -(-args.frames // mel.shape[1]), 1))[:, :args.frames]
-    mel = np.ascontiguousarray(mel, np.float32)
+    mel = held_out_mel(config, args.model_dir, args.frames)
     seconds = args.frames * a.hop_length / a.sample_rate
     keras_audio = np.asarray(generator(tf.constant(mel), training=False))
 
@@ -126,21 +99,18 @@ def main(argv=None):
     print(f"\n{args.model_dir}: {args.frames} frames = {seconds:.2f} s of audio, LiteRT "
           f"XNNPACK {args.threads} threads, median of {args.repeats} after warm-up, models "
           f"in turn; load average {load[0]:.2f} on {os.cpu_count()} CPUs")
-    interpreters = {name: prepare(path, mel, args.threads)
-                    for name, (_, _, path) in models.items()}
-    times = time_models(interpreters, args.repeats)
+    speed, interpreters = time_litert({name: path for name, (_, _, path) in models.items()},
+                                      mel, seconds, args.threads, args.repeats)
     results = []
     for name, (mode, frames, path) in models.items():
         interp, out_index = interpreters[name]
-        median, best = float(np.median(times[name])), float(np.min(times[name]))
         results.append({
             "model": name, "mode": mode, "frames": frames or "dynamic",
-            "size_mb": os.path.getsize(path) / 1e6,
-            "median_s": median, "min_s": best, "x_real_time": seconds / median,
+            "size_mb": os.path.getsize(path) / 1e6, **speed[name],
             "snr_vs_keras_db": snr_db(keras_audio, interp.get_tensor(out_index))})
         r = results[-1]
-        print(f"  {name:32s} {r['size_mb']:6.2f} MB  {median * 1000:8.1f} ms (min "
-              f"{best * 1000:7.1f})  x{r['x_real_time']:6.1f} real time  SNR vs Keras "
+        print(f"  {name:32s} {r['size_mb']:6.2f} MB  {r['median_s'] * 1000:8.1f} ms (min "
+              f"{r['min_s'] * 1000:7.1f})  x{r['x_real_time']:6.1f} real time  SNR vs Keras "
               f"{r['snr_vs_keras_db']:6.1f} dB", flush=True)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f}")
