@@ -11,7 +11,9 @@ simulation with no fine-tuning. Then QAT_DIR is converted (`--quantize`: with it
 ranges) and, on the first `--clips` held-out clips (first `--seconds` each), reported:
 its Keras float and fake-quant outputs and the QAT int8 .tflite, with the SNR between the
 Keras fake-quant output and the .tflite (how exactly the simulation is what LiteRT runs);
-with `--baseline DIR`, also DIR's Keras float and its `--quantize` int8 (percentile ranges).
+with `--baseline DIR`, also DIR's Keras float and the int8 of those float weights with
+percentile ranges (`--ranges` default: on a DIR with a QAT DIR/int8, such as `ljspeech`,
+`--quantize` alone would convert that instead).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     from benchmarks.curve import evaluate, held_out_clips
     from tf_melgan import qat
     from tf_melgan.checkpoint import load_generator
-    from tf_melgan.deploy.convert import convert
+    from tf_melgan.deploy.convert import DEFAULT_RANGES, convert
     from tf_melgan.deploy.convert.data import calibration_mels, data_splits, resolve_data_path
     from tf_melgan.deploy.litert import snr_db
     from tf_melgan.deploy.vocoder import keras_vocoder, load_vocoder
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
         base, _ = load_generator(args.baseline)
         path = os.path.join(work, "baseline_int8.tflite")
         if not os.path.exists(path):
-            convert(args.baseline, path, "int8")
+            convert(args.baseline, path, "int8", ranges=DEFAULT_RANGES)
         variants["baseline Keras float"] = keras(base)
         variants["baseline LiteRT int8 (percentile)"] = load_vocoder(path, num_threads=2)
     path = os.path.join(work, "qat_int8.tflite")

@@ -1,13 +1,31 @@
 #!/usr/bin/env python
-"""Quality of a trained generator and of its LiteRT conversions, on held-out clips:
+"""Quality and speed of a trained generator and of its LiteRT conversions, on held-out clips:
 
     python -m benchmarks.quality --model_dir runs/demo [--modes float32,fp16,int8,int8_minmax]
-                                 [--clips 4] [--out F.json] [--layers]
+                                 [--clips 4] [--seconds S | --max_frames N] [--speed]
+                                 [--out F.json] [--layers]
 
 For each held-out clip of the model's data (config data.path, the validation split the
-training run never saw): ground-truth audio -> log-mel -> vocoder, for the Keras model
-(weight norm folded) and each .tflite made by tflite/convert.py (dynamic length, LiteRT +
-XNNPACK, 2 threads). Reported per variant, averaged over the clips:
+training run never saw; its first --seconds or --max_frames): ground-truth audio -> log-mel
+-> vocoder, for the Keras model (weight norm folded) and each .tflite made by
+tf_melgan.deploy.convert (dynamic length, LiteRT + XNNPACK, --threads 2). --modes:
+
+- float32, fp16: convert's modes (float32 is always made);
+- int8: what `--quantize` gives. On a model dir with a quantization-aware MODEL_DIR/int8
+  (qat_ranges.json; the shipped `ljspeech`) that is the fine-tuned int8 generator with its
+  QAT ranges, on any other the float weights with percentile ranges: the table's label says
+  which, from the .tflite manifest's `activation_ranges`;
+- int8_percentile: the float weights with percentile ranges (`--ranges` default,
+  DEFAULT_RANGES) even on a QAT model dir; int8_minmax: the same with the converter's own
+  min/max ranges (`--ranges minmax`).
+
+`--speed` adds x real time (audio seconds / wall seconds) per .tflite: one --speed_frames
+utterance (861 = 10 s; the held-out clips' log-mels, tiled, as benchmarks/tflite_speed.py),
+warm-up then the median of --repeats invokes, the models taking turns (benchmarks/_common.py
+time_litert). The Keras model is not timed: LiteRT float32 is its deployed form (the same
+output to ~100 dB SNR). Reported per variant, averaged over the clips, in two markdown
+tables (the first: log-mel L1, vs float, voicing, F0 error, PESQ-wb, STOI, level in pauses,
+x real time) and in --out's JSON ("table": the first table's rows; "summary": every figure):
 
 - log-mel L1 to the ground truth (the official model-selection criterion), over all
   frames, over speech frames only (frames within 40 dB of the clip's loudest) and over
@@ -26,12 +44,12 @@ XNNPACK, 2 threads). Reported per variant, averaged over the clips:
 `--png DIR` writes log-spectrogram PNGs of the first `--png_clips` clips (truth, Keras
 float, each .tflite, Griffin-Lim), one file per clip.
 
-`--layers` adds LiteRT's QuantizationDebugger on the int8 model: per-layer RMSE of the
-int8 output against the float output of the same layer, divided by the quantization
-scale, the ten worst layers; and int8 models with parts kept in float32 (FLOAT_VARIANTS:
-only the waveform int8; the output layers float; the last stage float; tflite/convert.py
---float_layers, with the default percentile ranges), to tell which part of the model the
-int8 error comes from.
+`--layers` (with an int8 mode) adds LiteRT's QuantizationDebugger on an int8 conversion of
+the float weights (min/max ranges): per-layer RMSE of the int8 output against the float
+output of the same layer, divided by the quantization scale, the ten worst layers; and int8
+models with parts kept in float32 (FLOAT_VARIANTS: only the waveform int8; the output
+layers float; the last stage float; tflite/convert.py --float_layers, with the default
+percentile ranges), to tell which part of the model the int8 error comes from.
 """
 
 from __future__ import annotations
@@ -140,25 +158,104 @@ def _fmt(value, spec, unit=""):
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 
+# --modes: the converter's (mode, ranges) for each. 'int8' is what --quantize gives: on a
+# model dir with a quantization-aware MODEL_DIR/int8 (the shipped ljspeech) that generator
+# with its QAT ranges, else the float weights with percentile ranges; an explicit `ranges`
+# always quantizes the float weights ('percentile' = the converter's DEFAULT_RANGES).
+CONVERSIONS = {"float32": ("float32", None), "fp16": ("fp16", None), "int8": ("int8", None),
+               "int8_percentile": ("int8", "percentile"), "int8_minmax": ("int8", "minmax")}
+SPEED_WARMUP = 2  # rounds before the timed ones (as benchmarks/tflite_speed.py)
+
+
+def convert_mode(model_dir, path, mode):
+    """Converts MODEL_DIR for --modes `mode` into `path` (kept when it is there: --work_dir
+    reuse); returns the .tflite's manifest (a dict: it says which ranges int8 took)."""
+    from tf_melgan.deploy.convert import DEFAULT_RANGES, convert
+    from tf_melgan.deploy.manifest import read_manifest
+    kept = os.path.exists(path) and read_manifest(path)
+    if kept:
+        return kept.to_dict()
+    mode_, ranges = CONVERSIONS[mode]
+    t = time.time()
+    manifest = convert(model_dir, path, mode_, overwrite=True,
+                       ranges=DEFAULT_RANGES if ranges == "percentile" else ranges)
+    print(f"converted {mode} in {time.time() - t:.0f} s", flush=True)
+    return manifest
+
+
+def variant_label(mode, manifest):
+    """The table's name of a --modes variant, from what its manifest says it is."""
+    from tf_melgan.deploy.manifest import QAT_RANGES
+    ranges = manifest.get("activation_ranges")
+    if manifest.get("quantization") != "int8":
+        return f"LiteRT {mode}"
+    how = ("QAT: MODEL_DIR/int8 with its ranges" if ranges == QAT_RANGES else
+           "min/max ranges" if ranges == "minmax" else f"percentile ranges {ranges}")
+    return f"LiteRT int8 ({how}{'; `--quantize`' if mode == 'int8' else ''})"
+
+
+# The printed tables: (column, summary key, format, unit). TABLE is issue 13's.
+TABLE = [("log-mel L1", "log_mel_l1", ".3f", ""), ("vs float", "vs_float_pct", "+.1f", "%"),
+         ("voicing", "voicing", ".3f", ""), ("F0 error", "f0_error_cents", ".0f", " c"),
+         ("PESQ-wb", "pesq_wb", ".2f", ""), ("STOI", "stoi", ".3f", ""),
+         ("level in pauses", "pause_rms_dbfs", ".1f", " dBFS"),
+         ("x real time", "x_real_time", ".1f", "")]
+DETAILS = [("L1 speech frames", "log_mel_l1_speech", ".3f", ""),
+           ("L1 pauses", "log_mel_l1_pauses", ".3f", ""),
+           ("L1 bins within 60 dB", "log_mel_l1_60db", ".3f", ""),
+           ("SNR vs Keras", "snr_vs_keras_db", ".1f", " dB"),
+           ("SNR vs truth", "snr_vs_truth_db", ".1f", " dB"),
+           ("frame comb", "frame_comb_db", ".1f", " dB")]
+
+
+def markdown_table(summary, columns):
+    """One row per variant (its label), '-' where a figure does not apply."""
+    lines = ["| variant | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for s in summary.values():
+        cells = [_fmt(s.get(key), spec, unit) for _, key, spec, unit in columns]
+        lines.append(f"| {s['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_dir", required=True)
     p.add_argument("--modes", default="float32,fp16,int8,int8_minmax",
-                   help="tflite/convert.py modes; int8 = --quantize (percentile ranges), "
-                        "int8_minmax = --quantize --ranges minmax")
+                   help=f"LiteRT variants, of {','.join(CONVERSIONS)}: int8 = --quantize (a QAT "
+                        "MODEL_DIR/int8 with its ranges when there is one, else percentile "
+                        "ranges), int8_percentile = the float weights with percentile ranges "
+                        "(--ranges default), int8_minmax = --ranges minmax; float32 always")
     p.add_argument("--clips", type=int, default=4)
-    p.add_argument("--max_frames", type=int, default=862)
-    p.add_argument("--work_dir", default=None, help="where the .tflite files go (temp dir)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--max_frames", type=int, default=862,
+                        help="each clip's first frames at most")
+    length.add_argument("--seconds", type=float, default=None,
+                        help="each clip's first seconds at most (as benchmarks/qat.py)")
+    p.add_argument("--speed", action="store_true",
+                   help="x real time of each .tflite on a --speed_frames utterance")
+    p.add_argument("--speed_frames", type=int, default=861, help="861 = 10 s")
+    p.add_argument("--repeats", type=int, default=15, help="--speed: timed rounds")
+    p.add_argument("--threads", type=int, default=2, help="LiteRT threads")
+    p.add_argument("--work_dir", default=None,
+                   help="where the .tflite files go (temp dir); those there are reused")
     p.add_argument("--out", default=None, help="JSON results")
     p.add_argument("--layers", action="store_true", help="per-layer int8 error report")
     p.add_argument("--png", default=None, help="folder for spectrogram PNGs")
     p.add_argument("--png_clips", type=int, default=2)
     args = p.parse_args(argv)
+    modes = ["float32"] + [m for m in args.modes.split(",") if m not in ("", "float32")]
+    unknown = [m for m in modes if m not in CONVERSIONS]
+    if unknown:
+        p.error(f"--modes: unknown {','.join(unknown)} (known: {','.join(CONVERSIONS)})")
+    if args.speed and args.repeats < 5:
+        p.error("--repeats must be >= 5")
 
     import tensorflow as tf
+    from benchmarks._common import held_out_mel, loadavg, time_litert
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
-    from tf_melgan.deploy.convert import DEFAULT_RANGES, convert, ranges
+    from tf_melgan.deploy.convert import DEFAULT_RANGES, ranges
     from tf_melgan.deploy.convert.data import (calibration_mels, data_splits,
                                                resolve_data_path)
     from tf_melgan.deploy.convert.quantize import convert_saved_model
@@ -167,29 +264,36 @@ def main(argv=None):
     from tf_melgan.deploy.manifest import INPUT_NAME
     from tf_melgan.deploy.vocoder import load_vocoder
     from tf_melgan.metrics import pitch, speech_scores
+    from tf_melgan.pretrained import resolve
 
+    args.model_dir = resolve(args.model_dir)  # a shipped vocoder's name: its folder
     generator, config = load_generator(args.model_dir, which="best", fold=True)
     ac = config.audio
     if ac.mel_preset != "melgan" or ac.stats_path:
         sys.exit("quality.py handles the melgan mel preset without stats only")
+    hop, sr = ac.hop_length, ac.sample_rate
+    max_frames = args.max_frames if args.seconds is None else int(args.seconds * sr) // hop
     data = resolve_data_path(config.data.path, args.model_dir)
     train_files, held_out = data_splits(config, data)
     work = args.work_dir or tempfile.mkdtemp(prefix="quality_")
     os.makedirs(work, exist_ok=True)
 
+    # name -> {label, tflite, manifest fields}; the Keras model first, Griffin-Lim last
+    variants = {"keras": {"label": "Keras float"}}
     models = {}
-    for mode in [m for m in args.modes.split(",") if m != "float32"] + ["float32"]:
+    for mode in modes:
         path = os.path.join(work, f"vocoder_{mode}.tflite")
-        if not os.path.exists(path):
-            t = time.time()
-            if mode == "int8_minmax":
-                convert(args.model_dir, path, "int8", ranges="minmax")
-            else:
-                convert(args.model_dir, path, mode)
-            print(f"converted {mode} in {time.time() - t:.0f} s", flush=True)
-        models[mode] = load_vocoder(path, num_threads=2)
+        manifest = convert_mode(args.model_dir, path, mode)
+        variants[f"tflite_{mode}"] = {
+            "label": variant_label(mode, manifest), "mode": mode, "tflite": path,
+            "generator_dir": manifest.get("model_dir"),
+            "activation_ranges": manifest.get("activation_ranges"),
+            "size_mb": os.path.getsize(path) / 1e6}
+        print(f"{mode}: {variants[f'tflite_{mode}']['label']}, generator of "
+              f"{manifest.get('model_dir')}", flush=True)
+        models[mode] = load_vocoder(path, num_threads=args.threads)
     calib = None
-    if args.layers and "int8" in models:
+    if args.layers and any(m.startswith("int8") for m in models):
         calib = calibration_mels(train_files, ac, 32, 256, False,
                                  (config.data.gain_min, config.data.gain_max))
         saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
@@ -205,14 +309,18 @@ def main(argv=None):
                 f.write(convert_saved_model(saved, "int8", representative,
                                             float_layers=layers,
                                             activation_ranges=percentile_ranges))
-            models[name] = load_vocoder(path, num_threads=2)
+            variants[f"tflite_{name}"] = {
+                "label": f"LiteRT {name} (percentile ranges {DEFAULT_RANGES})",
+                "mode": name, "tflite": path, "activation_ranges": DEFAULT_RANGES,
+                "size_mb": os.path.getsize(path) / 1e6}
+            models[name] = load_vocoder(path, num_threads=args.threads)
+    variants["griffin_lim"] = {"label": "Griffin-Lim, 32 iterations"}
 
-    hop, sr = ac.hop_length, ac.sample_rate
-    per = {name: [] for name in ["keras"] + [f"tflite_{m}" for m in models] + ["griffin_lim"]}
+    per = {name: [] for name in variants}
     clips = []
     for path in held_out[:args.clips]:
         audio = load_audio(path, sr, ac.peak)
-        frames = min(args.max_frames, len(audio) // hop)
+        frames = min(max_frames, len(audio) // hop)
         audio = audio[:frames * hop]
         mel = log_mel_numpy(audio, ac)[None].astype(np.float32)
         speech = speech_frames(mel[0])
@@ -245,31 +353,47 @@ def main(argv=None):
                             os.path.join(args.png, f"{os.path.splitext(clips[-1]['clip'])[0]}.png"))
         print(f"  {os.path.basename(path)}: {frames} frames", flush=True)
 
+    speed = None
+    if args.speed:
+        # After the quality pass, with the vocoders' interpreters idle: only the timed one runs.
+        seconds = args.speed_frames * hop / sr
+        timed = {name: v["tflite"] for name, v in variants.items() if "tflite" in v}
+        load_before = loadavg()
+        figures, _ = time_litert(timed, held_out_mel(config, args.model_dir, args.speed_frames),
+                                 seconds, args.threads, args.repeats, SPEED_WARMUP)
+        speed = {"frames": args.speed_frames, "seconds": seconds, "threads": args.threads,
+                 "repeats": args.repeats, "warmup": SPEED_WARMUP, "loadavg_before": load_before,
+                 "loadavg_after": loadavg(), "cpus": os.cpu_count(), "models": figures}
+
     summary = {}
     for name, rows in per.items():
-        s = {}
+        s = dict(variants[name])
         for key in rows[0]:
             vals = [r[key] for r in rows if r[key] is not None]
             s[key] = float(np.mean(vals)) if vals else None
+        s["x_real_time"] = speed["models"][name]["x_real_time"] \
+            if speed and name in speed["models"] else None
         summary[name] = s
     float_l1 = summary["keras"]["log_mel_l1"]
-    print(f"\n{len(clips)} held-out clips of {data}; log-mel L1 to the ground truth "
-          f"(all frames / speech frames), SNR, pitch (pyin):")
-    print("| variant | log-mel L1 | vs float | L1 speech frames | L1 pauses | "
-          "L1 bins within 60 dB | level in pauses | SNR vs Keras | SNR vs truth | "
-          "voicing agree | F0 err (cents) | PESQ-wb | STOI | frame comb |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
-        snr_k = _fmt(s["snr_vs_keras_db"], ".1f", " dB")
-        f0 = _fmt(s["f0_error_cents"], ".0f")
-        print(f"| {name} | {s['log_mel_l1']:.3f} | "
-              f"{100 * (s['log_mel_l1'] / float_l1 - 1):+.1f}% | "
-              f"{s['log_mel_l1_speech']:.3f} | {_fmt(s['log_mel_l1_pauses'], '.3f')} | "
-              f"{s['log_mel_l1_60db']:.3f} | {_fmt(s['pause_rms_dbfs'], '.1f', ' dBFS')} | "
-              f"{snr_k} | "
-              f"{s['snr_vs_truth_db']:.1f} dB | {s['voicing']:.3f} | {f0} | "
-              f"{s['pesq_wb']:.2f} | {s['stoi']:.3f} | {s['frame_comb_db']:.1f} dB |")
-    result = {"model_dir": os.path.abspath(args.model_dir), "data": data, "clips": clips,
+        s["vs_float_pct"] = None if name == "keras" else 100 * (s["log_mel_l1"] / float_l1 - 1)
+    seconds_each = ", ".join(sorted({f"{c['seconds']:.1f}" for c in clips}))
+    print(f"\n{len(clips)} held-out clips ({seconds_each} s) of {data}; LiteRT + XNNPACK, "
+          f"{args.threads} threads, dynamic length; log-mel L1 and level in pauses against "
+          f"the ground truth, pitch by pyin, PESQ-wb and STOI at 16 kHz.")
+    if speed:
+        print(f"x real time: {speed['frames']} frames = {speed['seconds']:.2f} s of the "
+              f"held-out clips' log-mels (tiled), median of {speed['repeats']} invokes after "
+              f"{speed['warmup']} warm-up rounds, models in turn; load average "
+              f"{speed['loadavg_before'][0]} -> {speed['loadavg_after'][0]} on "
+              f"{speed['cpus']} CPUs. Keras: not timed.")
+    print(markdown_table(summary, TABLE))
+    print("\nMore figures, same clips:")
+    print(markdown_table(summary, DETAILS))
+    result = {"model_dir": os.path.abspath(args.model_dir), "data": data,
+              "max_frames": max_frames, "clips": clips, "speed": speed,
+              "table": [{"variant": s["label"], **{key: s.get(key) for _, key, _, _ in TABLE}}
+                        for s in summary.values()],
               "per_clip": per, "summary": summary}
     if calib is not None:
         worst, n = layer_report(saved, calib)
