@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, TINY, data_dir, make_trained_dir, one_line_error
+from conftest import ROOT, TINY, make_trained_dir, one_line_error
 from tf_melgan.atomic import TMP_PREFIX
 from tf_melgan.callbacks import BestGenerator, TrainingError, save_checkpoint
 from tf_melgan.checkpoint import load_generator

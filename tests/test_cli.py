@@ -1,4 +1,4 @@
-"""tf_melgan.cli, what every command-line tool shares: --help fast and without TensorFlow,
+"""tf_melgan.cli, what every command-line tool shares: --help without TensorFlow,
 TensorFlow's C++ lines hidden by default and shown with --debug, console logging that
 leaves no trace in-process."""
 
@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,19 +21,17 @@ CPP_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages be
 
 
 @pytest.mark.parametrize("cli", CLIS, ids=lambda c: c[-1])
-def test_help_is_fast_exits_0_and_imports_no_tensorflow(cli, python):
-    start = time.monotonic()
+def test_help_exits_0_and_imports_no_tensorflow(cli, python):
+    """--help imports no TensorFlow (what keeps it fast: a wall-clock bound here would fail
+    on a loaded machine; timings belong in benchmarks/)."""
     r = subprocess.run([python, "-X", "importtime", *cli, "--help"], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=60)
-    seconds = time.monotonic() - start
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"--(\[no\])?debug", r.stdout)  # every tool documents its debug switch
     assert "\n\nflags:\n" in r.stdout  # one --help style: the module's doc, then the flags
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
                 for line in r.stderr.splitlines() if line.startswith("import time:")}
     assert not imported & {"tensorflow", "keras", "torch"}, cli
-    print(f"{' '.join(cli)} --help: {seconds:.2f} s (with -X importtime)")
-    assert seconds < 2.0
 
 
 @pytest.mark.parametrize("cli", CLIS, ids=lambda c: c[-1])
