@@ -25,6 +25,17 @@ def test_names_resolve_to_the_package_and_paths_win(tmp_path, monkeypatch):
         pretrained.path("vctk")
 
 
+def test_what_an_export_records_of_a_shipped_model_names_no_machine(tmp_path):
+    assert pretrained.portable(os.path.join(SHIPPED, "int8")) == os.path.join(
+        "tf_melgan", "pretrained", "ljspeech", "int8")
+    assert pretrained.portable(str(tmp_path / "run")) == str(tmp_path / "run")
+    # the shipped .tflite's manifest: where it came from, package-relative
+    manifest = json.load(open(os.path.join(SHIPPED, "int8", "ljspeech_int8.json")))
+    recorded = [manifest["model_dir"], manifest["source"]["model_dir"],
+                manifest["source"]["path"]]
+    assert all(p.startswith(os.path.join("tf_melgan", "pretrained", "")) for p in recorded)
+
+
 def test_loads_by_name_in_python_and_for_init_from():
     import tf_melgan
     from tf_melgan.checkpoint import load_generator

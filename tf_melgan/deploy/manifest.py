@@ -197,9 +197,18 @@ def manifest_for(config, source=None, **fields) -> Manifest:
                    "output_shape": [None, None], "dtype": "float32"},
         min_frames=MIN_FRAMES,
         receptive_field_frames={"left": field.left, "right": field.right},
-        source=({"model_dir": os.path.abspath(source[0]), **source[1].as_dict()}
-                if source else None),
+        source=_source(source),
         **fields)
+
+
+def _source(source) -> Optional[dict]:
+    if not source:
+        return None
+    from tf_melgan.pretrained import portable
+    described = source[1].as_dict()
+    if described.get("path"):
+        described["path"] = portable(described["path"])
+    return {"model_dir": portable(source[0]), **described}
 
 
 def sidecar_path(model_path: str) -> str:

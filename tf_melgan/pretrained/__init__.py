@@ -22,6 +22,15 @@ def path(name: str) -> str:
     return os.path.join(HERE, name)
 
 
+def portable(path: str) -> str:
+    """`path` made absolute, except below this folder: 'tf_melgan/pretrained/...', so that
+    what an export of a shipped vocoder records does not name the machine it was made on."""
+    path = os.path.abspath(path)
+    if path == HERE or path.startswith(HERE + os.sep):
+        return os.path.join("tf_melgan", "pretrained", os.path.relpath(path, HERE))
+    return path
+
+
 def resolve(model: str) -> str:
     """`model` itself when it exists on disk, else the model dir of the shipped vocoder of
     that name; an unknown name is returned as is (the caller's 'no such dir' error names it)."""
