@@ -35,10 +35,14 @@ def test_init_from_copies_generator_and_discriminator(tiny_config, tmp_path):
 
 
 def test_init_from_refuses_another_architecture(tiny_config, tmp_path):
-    run(tiny_config(*OVERRIDES), str(tmp_path / "source"), verbose=0)
+    """What train --init_from starts from (train.init_checkpoint, which run() calls before
+    building anything): a model dir of another architecture, or without a checkpoint, is
+    refused with one line."""
+    from conftest import make_trained_dir
+    from tf_melgan.train import init_checkpoint
+    source = make_trained_dir(tmp_path / "source", tiny_config(*OVERRIDES))
+    assert init_checkpoint(tiny_config(*OVERRIDES), source).endswith("ckpt-0")
     with pytest.raises(SystemExit, match="different architecture.*generator.ngf: 8 there, 16 here"):
-        run(tiny_config(*OVERRIDES, "generator.ngf=16"), str(tmp_path / "target"), verbose=0,
-            init_from=str(tmp_path / "source"))
+        init_checkpoint(tiny_config(*OVERRIDES, "generator.ngf=16"), source)
     with pytest.raises(SystemExit, match="no checkpoint"):
-        run(tiny_config(*OVERRIDES), str(tmp_path / "t2"), verbose=0,
-            init_from=str(tmp_path / "nowhere"))
+        init_checkpoint(tiny_config(*OVERRIDES), str(tmp_path / "nowhere"))
