@@ -24,7 +24,7 @@ setup(
         "ai-edge-litert>=1.2",  # tf-melgan-convert checks what it writes with LiteRT
     ],
     extras_require={
-        "test": ["pytest>=7", "ai-edge-litert>=2", "pesq>=0.0.4", "pystoi>=0.4"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "ai-edge-litert>=2", "pesq>=0.0.4", "pystoi>=0.4"],
         "eval": ["pesq>=0.0.4", "pystoi>=0.4", "matplotlib>=3.7"],  # benchmarks/quality.py
         "litert": ["ai-edge-litert>=1.2"],  # the converter's checks, .tflite synthesis
         "torch": ["torch>=2.1"],  # CPU build here: pip install torch==2.13.0
