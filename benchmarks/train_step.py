@@ -86,7 +86,7 @@ def child(args):
     torch.set_num_threads(n)
     torch.set_num_interop_threads(1)
 
-    from tf_melgan.checkpoint import load_model_config, restore_weights
+    from tf_melgan.checkpoint import restore_weights
     from tf_melgan.config import load_config
     from tf_melgan.data import AudioSource, find_audio_files, split_files, train_dataset
     from tf_melgan.model import MelGAN, make_optimizer
