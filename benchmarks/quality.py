@@ -44,12 +44,9 @@ x real time) and in --out's JSON ("table": the first table's rows; "summary": ev
 `--png DIR` writes log-spectrogram PNGs of the first `--png_clips` clips (truth, Keras
 float, each .tflite, Griffin-Lim), one file per clip.
 
-`--layers` (with an int8 mode) adds LiteRT's QuantizationDebugger on an int8 conversion of
-the float weights (min/max ranges): per-layer RMSE of the int8 output against the float
-output of the same layer, divided by the quantization scale, the ten worst layers; and int8
-models with parts kept in float32 (FLOAT_VARIANTS: only the waveform int8; the output
-layers float; the last stage float; tflite/convert.py --float_layers, with the default
-percentile ranges), to tell which part of the model the int8 error comes from.
+`--layers` (with an int8 mode) tells which part of the model the int8 error comes from
+(benchmarks/int8_layers.py): the ten worst layers by LiteRT's QuantizationDebugger, and
+int8 variants with parts kept in float32, scored beside the others.
 """
 
 from __future__ import annotations
@@ -90,46 +87,6 @@ def griffin_lim(mel_log10, audio_config):
     return librosa.griffinlim(spec, n_iter=32, hop_length=audio_config.hop_length,
                               win_length=audio_config.win_length, n_fft=audio_config.n_fft,
                               random_state=0)
-
-
-def layer_report(saved, calib, top=10):
-    """LiteRT QuantizationDebugger on the int8 conversion (min/max ranges) of the
-    SavedModel `saved`: worst layers by rmse / scale (0.29 = 1/sqrt(12) is a uniform
-    rounding error of one step, the ideal)."""
-    import csv
-
-    import tensorflow as tf
-    from tf_melgan.deploy.convert.quantize import make_converter
-    from tf_melgan.deploy.manifest import INPUT_NAME
-    # The debugger's interpreters do not resize their input: one length for all.
-    frames = min(m.shape[1] for m in calib[:8])
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=make_converter(saved, "int8", lambda: ({INPUT_NAME: m} for m in calib)),
-        debug_dataset=lambda: ([m[:, :frames]] for m in calib[:8]))
-    debugger.run()
-    path = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "layers.csv")
-    with open(path, "w") as f:
-        debugger.layer_statistics_dump(f)
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["rmse_over_scale"] = float(np.sqrt(float(r["mean_squared_error"]))) / float(r["scale"])
-    rows.sort(key=lambda r: -r["rmse_over_scale"])
-    keep = ("op_name", "tensor_name", "scale", "rmse_over_scale", "mean_error")  # CSV columns
-    return [{k: r.get(k) for k in keep} for r in rows[:top]], len(rows)
-
-
-# --layers variants: name -> the layers kept in float32 (tflite/convert.py --float_layers).
-FLOAT_VARIANTS = {
-    # Every op float32 except the waveform itself, which stays int8 ('/' is in the name of
-    # every tensor of the model's scope, the waveform's is named after the call): what
-    # 8-bit output audio costs alone.
-    "int8_output_only": ("/",),
-    # int8 up to the last residual stack; conv_post, tanh and the waveform in float32.
-    "int8_float_output": ("output",),
-    # ... and the last stage (upsampler + residual stack) in float32 too.
-    "int8_float_last_stage": ("up_3", "res_3_", "output"),
-}
 
 
 def spectrogram_png(signals: dict, sr: int, path: str, n_fft=1024, hop=256):
@@ -255,13 +212,8 @@ def main(argv=None):
     from benchmarks._common import held_out_mel, loadavg, time_litert
     from tf_melgan.audio import load_audio, log_mel_numpy
     from tf_melgan.checkpoint import load_generator
-    from tf_melgan.deploy.convert import DEFAULT_RANGES, ranges
-    from tf_melgan.deploy.convert.data import (calibration_mels, data_splits,
-                                               resolve_data_path)
-    from tf_melgan.deploy.convert.quantize import convert_saved_model
-    from tf_melgan.deploy.graph import write_litert_saved_model
+    from tf_melgan.deploy.convert.data import data_splits, resolve_data_path
     from tf_melgan.deploy.litert import snr_db
-    from tf_melgan.deploy.manifest import INPUT_NAME
     from tf_melgan.deploy.vocoder import load_vocoder
     from tf_melgan.metrics import pitch, speech_scores
     from tf_melgan.pretrained import resolve
@@ -286,34 +238,19 @@ def main(argv=None):
         manifest = convert_mode(args.model_dir, path, mode)
         variants[f"tflite_{mode}"] = {
             "label": variant_label(mode, manifest), "mode": mode, "tflite": path,
-            "generator_dir": manifest.get("model_dir"),
+            "generator_dir": manifest["source"]["model_dir"],
             "activation_ranges": manifest.get("activation_ranges"),
             "size_mb": os.path.getsize(path) / 1e6}
         print(f"{mode}: {variants[f'tflite_{mode}']['label']}, generator of "
-              f"{manifest.get('model_dir')}", flush=True)
+              f"{manifest['source']['model_dir']}", flush=True)
         models[mode] = load_vocoder(path, num_threads=args.threads)
-    calib = None
+    layers = None
     if args.layers and any(m.startswith("int8") for m in models):
-        calib = calibration_mels(train_files, ac, 32, 256, False,
-                                 (config.data.gain_min, config.data.gain_max))
-        saved = os.path.join(tempfile.mkdtemp(prefix="quality_layers_"), "saved_model")
-        write_litert_saved_model(generator, saved, ac.n_mels)
-        representative = lambda: ({INPUT_NAME: m} for m in calib)  # noqa: E731
-
-        def percentile_ranges(calibrated):
-            return ranges.percentile_ranges(calibrated, calib, ranges.parse(DEFAULT_RANGES))
-
-        for name, layers in FLOAT_VARIANTS.items():
-            path = os.path.join(work, f"vocoder_{name}.tflite")
-            with open(path, "wb") as f:
-                f.write(convert_saved_model(saved, "int8", representative,
-                                            float_layers=layers,
-                                            activation_ranges=percentile_ranges))
-            variants[f"tflite_{name}"] = {
-                "label": f"LiteRT {name} (percentile ranges {DEFAULT_RANGES})",
-                "mode": name, "tflite": path, "activation_ranges": DEFAULT_RANGES,
-                "size_mb": os.path.getsize(path) / 1e6}
-            models[name] = load_vocoder(path, num_threads=args.threads)
+        from benchmarks.int8_layers import float_layer_variants
+        layers = float_layer_variants(generator, config, train_files, work, args.threads)
+        for name, (variant, vocoder) in layers.variants.items():
+            variants[f"tflite_{name}"] = variant
+            models[name] = vocoder
     variants["griffin_lim"] = {"label": "Griffin-Lim, 32 iterations"}
 
     per = {name: [] for name in variants}
@@ -395,8 +332,8 @@ def main(argv=None):
               "table": [{"variant": s["label"], **{key: s.get(key) for _, key, _, _ in TABLE}}
                         for s in summary.values()],
               "per_clip": per, "summary": summary}
-    if calib is not None:
-        worst, n = layer_report(saved, calib)
+    if layers is not None:
+        worst, n = layers.report()
         result["int8_layers"] = worst
         print(f"\nint8 layers with the largest error (rmse / scale, of {n}):")
         for r in worst:

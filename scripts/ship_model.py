@@ -6,7 +6,8 @@
 Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as training
 saves it), best.json (its step and validation log-mel L1) and card.json: the data, steps,
 training hours and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
-error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside.
+error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside
+(a quantization-aware model: through its simulated int8, as it deploys).
 A quantization-aware model dir (training.qat) ships its qat_ranges.json too, so that
 `tf_melgan.convert --model_dir NAME --quantize` converts it with its trained int8 ranges.
 """
@@ -41,14 +42,17 @@ def main(argv=None) -> int:
     from benchmarks.quality import griffin_lim
     from tf_melgan.checkpoint import generator_source, load_generator
     from tf_melgan.pretrained import HERE
-    from tf_melgan.qat import RANGES_FILE
+    from tf_melgan.qat import RANGES_FILE, load_quantized
 
     generator, config = load_generator(args.model_dir, which=args.which, fold=False)
     source = generator_source(args.model_dir, args.which)
     best = {"step": source.step, "val_mel_l1": source.val_mel_l1}
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     folded = generator.folded()
-    scores = evaluate(lambda m: folded(tf.constant(m), training=False), clips, config.audio)
+    # A QAT model is scored as it deploys: through the int8 arithmetic it was trained with.
+    quantized, _ = load_quantized(args.model_dir, args.which)
+    scored = folded if quantized is None else quantized
+    scores = evaluate(lambda m: scored(tf.constant(m), training=False), clips, config.audio)
     reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio)
     out = os.path.join(HERE, args.name)
     os.makedirs(out, exist_ok=True)
@@ -67,6 +71,8 @@ def main(argv=None) -> int:
             "train_hours": round(training_hours(args.model_dir, best["step"]), 2),
             "cpu": "2 cores (see docs/BENCHMARKS.md)", "data": config.data.path,
             "held_out": {"clips": len(clips), "seconds_each": args.seconds,
+                         "scored": "Keras float" if quantized is None else
+                         "Keras, int8 simulated (tf_melgan.qat, its QAT ranges)",
                          "vocoder": scores, "griffin_lim_32": reference},
             "parameters": int(folded.count_params()), "note": args.note,
             "qat": os.path.isfile(qat_ranges)}

@@ -31,15 +31,14 @@ def test_what_an_export_records_of_a_shipped_model_names_no_machine(tmp_path):
     assert pretrained.portable(str(tmp_path / "run")) == str(tmp_path / "run")
     # the shipped .tflite's manifest: where it came from, package-relative
     manifest = json.load(open(os.path.join(SHIPPED, "int8", "ljspeech_int8.json")))
-    recorded = [manifest["model_dir"], manifest["source"]["model_dir"],
-                manifest["source"]["path"]]
+    recorded = [manifest["source"]["model_dir"], manifest["source"]["path"]]
     assert all(p.startswith(os.path.join("tf_melgan", "pretrained", "")) for p in recorded)
 
 
 def test_loads_by_name_in_python_and_for_init_from():
     import tf_melgan
     from tf_melgan.checkpoint import load_generator
-    from tf_melgan.train import init_checkpoint
+    from tf_melgan.resume import init_checkpoint
     generator, config = load_generator("ljspeech")
     vocoder = tf_melgan.load_vocoder("ljspeech")
     assert vocoder.sample_rate == config.audio.sample_rate == 22050

@@ -125,7 +125,7 @@ def test_tiny_generator_learns_on_one_clip(tiny_config, clip_path):
 def test_mixed_bfloat16_step_keeps_float32_weights(tiny_config, batch):
     """The CPU mixed-precision mode: bf16 compute, float32 variables, finite losses, and
     the step lands close to the float32 one."""
-    from tf_melgan.train import set_precision
+    from tf_melgan.distribute import set_precision
     config = tiny_config("training.mixed_precision=mixed_bfloat16")
     mel, audio = batch
     reference = build(config)
@@ -220,7 +220,7 @@ def test_generator_only_step_leaves_the_discriminators_alone(tiny_config, batch)
 
 @pytest.mark.parametrize("gpus, expected", [([], "mixed_bfloat16"), (["/GPU:0"], "mixed_float16")])
 def test_auto_precision_follows_the_device(monkeypatch, gpus, expected):
-    from tf_melgan.train import set_precision
+    from tf_melgan.distribute import set_precision
     real = tf.config.list_physical_devices
     monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: gpus if kind == "GPU" else real(kind))

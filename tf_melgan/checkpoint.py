@@ -109,11 +109,7 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     model_dir = resolve(model_dir)
     config = load_model_config(model_dir)
-    generator = Generator.from_config_dataclass(config.generator, config.audio.n_mels,
-                                                name="generator", quantize=quantize,
-                                                float_output=quantize and
-                                                config.training.qat_float_output)
-    generator.build((None, None, config.audio.n_mels))
+    generator = Generator.from_model_config(config, quantize=quantize)
     source = generator_source(model_dir, which)
     if source.which == "best":
         try:

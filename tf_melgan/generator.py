@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tf_melgan.config import GeneratorConfig
+from tf_melgan.config import Config, GeneratorConfig
 from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into, quantizers_of
 from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
                               activation_layer)
@@ -87,6 +87,16 @@ class Generator(keras.Model):
                    n_residual_layers=config.n_residual_layers, init=config.init,
                    init_stddev=config.init_stddev, activation=config.activation,
                    upsampling=config.upsampling, **kwargs)
+
+    @classmethod
+    def from_model_config(cls, config: Config, quantize: bool = False) -> "Generator":
+        """The built generator of a model's whole config (training and loading share it);
+        with quantize, simulating int8 the way training.qat trains it."""
+        g = cls.from_config_dataclass(config.generator, config.audio.n_mels, name="generator",
+                                      quantize=quantize,
+                                      float_output=quantize and config.training.qat_float_output)
+        g.build((None, None, config.audio.n_mels))
+        return g
 
     def build(self, input_shape=None):
         self.conv_pre.build((None, None, self.n_mels))

@@ -55,12 +55,9 @@ class MelGAN(keras.Model):
 
     @classmethod
     def from_config_dataclass(cls, config: Config) -> "MelGAN":
-        g = Generator.from_config_dataclass(config.generator, config.audio.n_mels,
-                                            name="generator", quantize=config.training.qat,
-                                            float_output=config.training.qat_float_output)
+        g = Generator.from_model_config(config, quantize=config.training.qat)
         d = MultiScaleDiscriminator.from_config_dataclass(config.discriminator,
                                                           name="discriminator")
-        g.build((None, None, config.audio.n_mels))
         d.build()
         p = None
         if config.discriminator.periods:

@@ -61,8 +61,8 @@ class Manifest:
     tf_melgan_version: Optional[str] = None
     # --- LiteRT (.tflite) only
     file: Optional[str] = None              # 'tflite'
-    model_dir: Optional[str] = None
-    which: Optional[str] = None
+    # (where the generator came from, which one: `source`; files of version 1 written before
+    # that also had top-level model_dir / which, ignored on reading)
     quantization: Optional[str] = None      # float32 | fp16 | int8 | dynamic_range
     float_layers: Optional[list] = None
     activation_ranges: Optional[str] = None  # int8: minmax | pX | qat (QAT_RANGES)

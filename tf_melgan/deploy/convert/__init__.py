@@ -26,7 +26,6 @@ from tf_melgan.deploy.convert.errors import ConversionError, log
 from tf_melgan.deploy.litert import LiteRTModel, op_counts
 from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, QAT_RANGES, SIGNATURE,
                                        golden_path, manifest_for, sidecar_path)
-from tf_melgan.pretrained import portable
 
 MODES = ("float32", "fp16", "int8", "dynamic_range")
 GOLDEN_FRAMES = 128
@@ -210,7 +209,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
 
         manifest = _manifest(
             config, (model_dir, source), output, runtime, model_bytes, ops, kernels,
-            quantization=mode, which=which, float_layers=list(float_layers),
+            quantization=mode, float_layers=list(float_layers),
             activation_ranges=QAT_RANGES if qat_generator else ranges,
             calibration=calibration_info,
             frames={"mode": "fixed" if frames else "dynamic", "fixed": frames,
@@ -238,7 +237,7 @@ def _manifest(config, source, output, runtime, model_bytes, ops, kernels, *, gol
     golden_snr = checks.snr_db(golden_ref, golden_out)
     hop, n_mels = config.audio.hop_length, config.audio.n_mels
     m = manifest_for(
-        config, source, file="tflite", model_dir=portable(source[0]),
+        config, source, file="tflite",
         quantization=quantization, hop_length=hop, n_mels=n_mels,
         input=_tensor(runtime, runtime.input, INPUT_NAME),
         output=_tensor(runtime, runtime.output, OUTPUT_NAME),

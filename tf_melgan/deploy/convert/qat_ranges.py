@@ -16,6 +16,8 @@ upsampler's tile) take their input's range, so that no requantization is added t
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from tf_melgan.deploy.convert import ranges
@@ -32,8 +34,6 @@ INT8_DIR = "int8"  # MODEL_DIR/int8: the quantization-aware generator --quantize
 def int8_model_dir(model_dir: str) -> str:
     """MODEL_DIR/int8 when it is a model dir with QAT ranges (what a shipped vocoder carries:
     its int8 form fine-tuned from the float one, with other weights), else `model_dir`."""
-    import os
-
     from tf_melgan.pretrained import resolve
     from tf_melgan.qat import RANGES_FILE
     sub = os.path.join(resolve(model_dir), INT8_DIR)

@@ -1,0 +1,92 @@
+"""What a training run starts from: its own model dir's checkpoint (resume; the config it
+was trained with is checked first) or another model's (train --init_from)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("tf_melgan")
+
+# The config keys that shape the weights: a checkpoint restores only into the same ones.
+ARCHITECTURE = {"audio": ["n_mels"],
+                "generator": ["ngf", "ratios", "n_residual_layers", "activation", "upsampling"],
+                "discriminator": ["num_scales", "ndf", "n_layers", "downsampling",
+                                  "max_channels", "periods", "period_channels"]}
+
+
+def init_checkpoint(config, init_from: str) -> str:
+    """What to start from in `init_from` (a model dir or a shipped vocoder's name), checked
+    to have `config`'s architecture: its latest checkpoint (G and D), or, for a dir with
+    only a generator (a shipped vocoder), its best_generator.weights.h5."""
+    import tensorflow as tf
+
+    from tf_melgan.checkpoint import BEST_WEIGHTS, load_model_config
+    from tf_melgan.pretrained import resolve
+    init_from = resolve(init_from)
+    path = tf.train.latest_checkpoint(os.path.join(init_from, "checkpoints"))
+    if path is None:
+        path = os.path.join(init_from, BEST_WEIGHTS)
+        if not os.path.isfile(path):
+            raise SystemExit(f"--init_from {init_from}: no checkpoint in "
+                             f"{init_from}/checkpoints and no {BEST_WEIGHTS}")
+    other = load_model_config(init_from)
+    differ = [f"{section}.{name}: {getattr(getattr(other, section), name)} there, "
+              f"{getattr(getattr(config, section), name)} here"
+              for section, names in ARCHITECTURE.items() for name in names
+              if getattr(getattr(other, section), name) != getattr(getattr(config, section), name)
+              and (section != "discriminator" or not path.endswith(".h5"))]
+    if differ:
+        raise SystemExit(f"--init_from {init_from}: different architecture ({'; '.join(differ)})")
+    if other.audio != config.audio:
+        log.warning("--init_from %s was trained on other audio features (%s)", init_from,
+                    other.audio)
+    return path
+
+
+def _flat(config) -> dict:
+    return {f"{section}.{name}": value for section, values in config.to_dict().items()
+            for name, value in values.items()}
+
+
+def _same_stats(a, b) -> bool:
+    import numpy as np
+    try:
+        return a == b or (bool(a) and bool(b) and np.array_equal(np.load(a), np.load(b)))
+    except (OSError, ValueError):
+        return False
+
+
+def check_resume_config(config, model_dir: str) -> list[str]:
+    """When MODEL_DIR holds a trained model, compares `config` with the config.yaml it was
+    trained with: raises TrainingError naming every architecture key that differs (its
+    checkpoints could not be restored), else returns the other changed keys as
+    "key: old -> new" (steps, learning rates, paths may change on resume). Writes nothing."""
+    import tensorflow as tf
+
+    from tf_melgan.callbacks import TrainingError
+    from tf_melgan.checkpoint import BEST_WEIGHTS
+    from tf_melgan.config import ConfigError, load_config
+
+    saved_path = os.path.join(model_dir, "config.yaml")
+    trained = (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+               or os.path.isfile(os.path.join(model_dir, BEST_WEIGHTS)))
+    if not trained or not os.path.isfile(saved_path):
+        return []
+    try:
+        saved = load_config(saved_path)
+    except ConfigError as e:
+        raise TrainingError(f"cannot check the architecture of the model in {model_dir}: "
+                            f"{e}") from None
+    old, new = _flat(saved), _flat(config)
+    keys = [f"{section}.{name}" for section, names in ARCHITECTURE.items() for name in names]
+    differ = [f"{k} {old[k]} there, {new[k]} now" for k in keys if old[k] != new[k]]
+    if differ:
+        raise TrainingError(f"{model_dir} holds a model of another architecture: "
+                            f"{'; '.join(differ)} (resume without changing these, or use "
+                            f"another --model_dir)")
+    changed = [k for k in old if k not in keys and old[k] != new[k]]
+    if "audio.stats_path" in changed and _same_stats(old["audio.stats_path"],
+                                                     new["audio.stats_path"]):
+        changed.remove("audio.stats_path")
+    return [f"{k}: {old[k]} -> {new[k]}" for k in changed]
