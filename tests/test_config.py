@@ -392,6 +392,7 @@ def test_ljspeech_cpu_recipe_sets_its_levers_and_nothing_else_changes_the_paper(
     c = load_config(os.path.join(os.path.dirname(BASE), "ljspeech_cpu.yaml"))
     assert (c.generator.activation, c.generator.upsampling) == ("snake", "nearest")
     assert c.discriminator.periods == [2, 3, 5, 7, 11] and c.loss.lambda_mel == 45.0
-    assert c.loss.lambda_stft == 0.0 and c.training.discriminator_start_step == 0
+    assert c.loss.lambda_stft == 10.0 and c.training.discriminator_start_step == 0
+    assert c.loss.stft_resolutions == [[1024, 120, 600], [2048, 240, 1200], [512, 50, 240]]
     assert c.audio == Config().audio and c.loss.lambda_feat == 10.0  # the paper's features
     assert c.data.validation_clips == 16 and len(c.data.path) == 2
