@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from benchmarks._common import held_out_mel, time_litert  # noqa: E402
 from tf_melgan.deploy.litert import snr_db  # noqa: E402
 
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_dir", default="/tmp/demo3")

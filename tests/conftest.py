@@ -23,6 +23,10 @@ TINY = [
     "training.segment_length=2048",
     "data.eval_segment_length=4096",
 ]
+# A tiny model dir's bookkeeping: an epoch, a checkpoint per step, one held-out clip, no
+# samples; training.steps stays the default.
+FAST = ["training.steps_per_epoch=1", "training.checkpoint_every=1",
+        "training.sample_every=1000", "data.validation_clips=1"]
 
 
 def data_dir():

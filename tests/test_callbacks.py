@@ -15,13 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, TINY, make_trained_dir, one_line_error
+from conftest import FAST, ROOT, TINY, make_trained_dir, one_line_error
 from tf_melgan.atomic import TMP_PREFIX
 from tf_melgan.callbacks import BestGenerator, TrainingError, save_checkpoint
 from tf_melgan.checkpoint import load_generator
-
-FAST = ["training.steps_per_epoch=1", "training.checkpoint_every=1",
-        "training.sample_every=1000", "data.validation_clips=1"]
 
 # The training CLI, with HDF5's create_dataset patched to kill -9 this very process as soon
 # as the best generator's file (or its temporary) has received its first weight tensor.

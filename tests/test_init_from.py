@@ -35,9 +35,9 @@ def test_init_from_copies_generator_and_discriminator(tiny_config, tmp_path):
 
 
 def test_init_from_refuses_another_architecture(tiny_config, tmp_path):
-    """What train --init_from starts from (tf_melgan.resume.init_checkpoint, which run() calls before
-    building anything): a model dir of another architecture, or without a checkpoint, is
-    refused with one line."""
+    """What train --init_from starts from (tf_melgan.resume.init_checkpoint, which run()
+    calls before building anything): a model dir of another architecture, or without a
+    checkpoint, is refused with one line."""
     from conftest import make_trained_dir
     from tf_melgan.resume import init_checkpoint
     source = make_trained_dir(tmp_path / "source", tiny_config(*OVERRIDES))

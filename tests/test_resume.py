@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, data_dir, make_trained_dir
+from conftest import FAST, ROOT, TINY, data_dir, make_trained_dir
 from tf_melgan.resume import check_resume_config
 
 STEPS = 8
@@ -182,22 +182,17 @@ def test_sigterm_saves_current_step_exits_143_and_rerun_continues(tmp_path, unin
     assert_same_state(read_checkpoint(ckpt_dir / f"ckpt-{STEPS}"), uninterrupted)
 
 
-# check_resume_config: the settings of a tiny model dir; training.steps stays the default.
-SETTINGS = ["training.steps_per_epoch=1", "training.checkpoint_every=1",
-            "training.sample_every=1000", "data.validation_clips=1"]
-
-
 def test_other_changes_on_resume_are_reported(tiny_config, tmp_path):
     stats = np.stack([np.zeros(80), np.ones(80)]).astype(np.float32)
     np.save(tmp_path / "stats.npy", stats)
     np.save(tmp_path / "same_stats.npy", stats)
-    config = tiny_config(*SETTINGS, f"audio.stats_path={tmp_path / 'stats.npy'}")
+    config = tiny_config(*FAST, f"audio.stats_path={tmp_path / 'stats.npy'}")
     model_dir = make_trained_dir(tmp_path / "model", config)
     shutil.copy(tmp_path / "stats.npy", os.path.join(model_dir, "mel_stats.npy"))
     with open(os.path.join(model_dir, "config.yaml"), "w") as f:
         f.write(config.to_yaml().replace(str(tmp_path / "stats.npy"), "mel_stats.npy"))
     assert check_resume_config(config, model_dir) == []
-    changed = tiny_config(*SETTINGS, f"audio.stats_path={tmp_path / 'same_stats.npy'}",
+    changed = tiny_config(*FAST, f"audio.stats_path={tmp_path / 'same_stats.npy'}",
                           "training.steps=20", "g_optimizer.learning_rate=0.0003",
                           "data.path=elsewhere")
     assert check_resume_config(changed, model_dir) == [

@@ -27,13 +27,10 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from conftest import ROOT, TINY, cli_env, data_dir, make_trained_dir
+from conftest import FAST, ROOT, TINY, cli_env, data_dir, make_trained_dir
 from tf_melgan.callbacks import TrainingError
 from tf_melgan.checkpoint import load_generator
 from tf_melgan.train import run
-
-FAST = ["training.steps_per_epoch=1", "training.checkpoint_every=1",
-        "training.sample_every=1000", "data.validation_clips=1"]
 
 
 def snapshot(folder):
