@@ -62,7 +62,7 @@ def test_kill_9_while_the_best_generator_is_written(tiny_config, tmp_path, caplo
 
     # The next start removes the cut-off temporary, resumes from step 1's checkpoint and
     # writes a new best.
-    from tf_melgan.train import run
+    from tf_melgan.trainer import run
     with caplog.at_level(logging.INFO, logger="tf_melgan"):
         summary = run(config, model_dir, verbose=0)
     assert summary["step"] == 2

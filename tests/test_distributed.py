@@ -132,7 +132,7 @@ def assert_same_training(actual, expected, atol=ATOL, rtol=RTOL):
 
 @pytest.fixture(scope="module")
 def initial_weights(tmp_path_factory):
-    """The seeded initial weights train.run starts from, in the same checkpoint layout."""
+    """The seeded initial weights trainer.run starts from, in the same checkpoint layout."""
     import keras
     import tensorflow as tf
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_melgan.train import run
+from tf_melgan.trainer import run
 
 OVERRIDES = ["training.steps=1", "training.steps_per_epoch=1", "training.checkpoint_every=1",
              "training.sample_every=1000", "data.validation_clips=1"]

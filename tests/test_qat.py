@@ -149,7 +149,7 @@ def test_training_qat_calibrates_freezes_and_trains(tmp_path):
     from tests.conftest import TINY, data_dir
     from tf_melgan.checkpoint import load_generator
     from tf_melgan.config import config_from_dict
-    from tf_melgan.train import run
+    from tf_melgan.trainer import run
     steps = ["training.steps=2", "training.steps_per_epoch=2", "training.checkpoint_every=2",
              "training.sample_every=100", "data.validation_clips=2", "loss.lambda_mel=45"]
     config = config_from_dict({}, TINY + SNAKE_NEAREST + steps + ["training.qat=true",
