@@ -211,3 +211,37 @@ def test_qat_float_output_keeps_the_output_layer_float32(tmp_path):
     with pytest.raises(Exception, match="float32"):
         convert(model_dir, str(tmp_path / "g.tflite"), "int8", int8_io=True,
                 num_calibration=2, calibration_frames=64, num_validation=1)
+
+
+def test_qat_float_stages_keep_the_last_stages_float32(tmp_path):
+    """training.qat_float_stages 1: the last stage's upsampler and residual blocks, act_post
+    and the output layer are not simulated in int8 (act_3, on stage 2's output, still is),
+    the converter keeps the same layers in float32, and LiteRT's output matches the
+    fake-quant one (36-45 dB SNR here; with the output layer alone in float32, 29 dB)."""
+    from tf_melgan.config import ConfigError, config_from_dict
+    from tf_melgan.deploy.convert import convert
+    from tf_melgan.deploy.litert import LiteRTModel
+    with pytest.raises(ConfigError, match="qat_float_output"):
+        config_from_dict({}, ["training.qat=true", "training.qat_float_stages=1"])
+    with pytest.raises(ConfigError, match=r"0\.\.4"):
+        config_from_dict({}, ["training.qat=true", "training.qat_float_output=true",
+                              "training.qat_float_stages=5"])
+    model_dir = make_qat_dir(tmp_path, ["training.qat=true", "training.qat_float_output=true",
+                                        "training.qat_float_stages=1"])
+    fake, config = qat.load_quantized(model_dir)
+    names = list(fake.quantizers())
+    assert not [n for n in names if n.startswith(("up_3/", "res_3_", "act_post/"))]
+    assert "res_2_2/add" in names and names[-1].startswith("act_3/")
+    assert fake.float_layers() == ("up_3", "res_3_", "act_post", "output")
+    out = str(tmp_path / "s.tflite")
+    sidecar = convert(model_dir, out, "int8", num_calibration=2, calibration_frames=64,
+                      num_validation=1, min_snr_db=0.0)
+    assert sidecar["float_layers"] == ["up_3", "res_3_", "act_post", "output"]
+    assert sidecar["activation_ranges"] == "qat"
+    # float32: up_3's conv, 3 blocks x 3 convs, conv_post; int8: the other 31
+    assert sidecar["kernels"] == {"CONV_2D float32 x float32": 11, "CONV_2D int8 x int8": 31}
+    mel = np.random.default_rng(2).normal(-4, 1, size=(1, 64, 80)).astype(np.float32)
+    want = fake(tf.constant(mel)).numpy()[0]
+    got = LiteRTModel(out, num_threads=2)(mel)[0]
+    snr = 10 * np.log10(np.sum(want ** 2) / np.sum((got - want) ** 2))
+    assert snr > 33.0  # the tiny models here, output layer alone float32: 29 dB

@@ -102,7 +102,8 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
     to the latest checkpoint when there is none yet) or 'latest' (the latest checkpoint).
     fold: fold weight normalization into plain kernels (for inference and export).
     quantize: the generator simulates LiteRT's int8 (tf_melgan.qat; ranges not set:
-    tf_melgan.qat.load_quantized sets them), with the model's training.qat_float_output.
+    tf_melgan.qat.load_quantized sets them), with the model's training.qat_float_output
+    and qat_float_stages.
     generator_source(model_dir, which) says which one that is.
     """
     if which not in ("best", "latest"):

@@ -186,6 +186,11 @@ class TrainingConfig:
     # int8 model (convert --quantize then adds --float_layers output): an int8 tanh output
     # has fixed 1/128 steps, a rounding noise no training removes.
     qat_float_output: bool = False
+    # With qat_float_output: the last N upsampling stages (upsampler, residual blocks) and
+    # act_post stay float32 too, in training and in the int8 model (convert --quantize adds
+    # --float_layers up_I,res_I_,act_post): the quiet bins hold the rounding noise of the
+    # last int8 stages, not of earlier ones (docs/BENCHMARKS.md), for some speed.
+    qat_float_stages: int = 0
 
 
 @dataclass
@@ -473,6 +478,12 @@ def validate(config: Config) -> None:
                           f"got '{g.upsampling}'")
     if t.qat_float_output and not t.qat:
         raise ConfigError("training.qat_float_output is an option of training.qat: true")
+    if t.qat_float_stages and not t.qat_float_output:
+        raise ConfigError("training.qat_float_stages is an option of training.qat_float_output:"
+                          " true")
+    if not 0 <= t.qat_float_stages <= len(g.ratios):
+        raise ConfigError(f"training.qat_float_stages must be in 0..{len(g.ratios)} (the "
+                          f"upsampling stages), got {t.qat_float_stages}")
     if t.qat and config.generator.upsampling != "nearest":
         raise ConfigError("training.qat needs generator.upsampling: nearest (the transposed "
                           "convs export as another graph, which tf_melgan.qat does not model)")

@@ -26,19 +26,23 @@ class Generator(keras.Model):
     PolyphaseConv1DTranspose), not the numbers; tf_melgan.deploy.graph sets them.
     quantize=True simulates LiteRT's int8 model of it (tf_melgan.qat; nearest upsampling
     only: the transposed convs export as another graph); with float_output, the int8 model
-    of `convert --quantize --float_layers output` (conv_post and tanh in float32).
+    of `convert --quantize --float_layers output` (conv_post and tanh in float32), and with
+    float_stages N too, the last N upsampling stages and act_post in float32 (float_layers()
+    names them for the converter).
     """
 
     def __init__(self, n_mels=80, ngf=32, ratios=(8, 8, 2, 2), n_residual_layers=3,
                  init="pytorch", init_stddev=0.02, weight_norm=True, activation="leaky_relu",
                  upsampling="transposed", pad_mode="gather", polyphase=False, quantize=False,
-                 float_output=False, **kwargs):
+                 float_output=False, float_stages=0, **kwargs):
         super().__init__(**kwargs)
         if quantize and upsampling != "nearest":
             raise ValueError("quantize=True (QAT) needs upsampling='nearest'")
         if float_output and not quantize:
             raise ValueError("float_output is an option of quantize=True")
-        self.quantize, self.float_output = quantize, float_output
+        if float_stages and not float_output:
+            raise ValueError("float_stages is an option of float_output=True")
+        self.quantize, self.float_output, self.float_stages = quantize, float_output, float_stages
         self.n_mels, self.ngf, self.ratios = n_mels, ngf, list(ratios)
         self.n_residual_layers, self.weight_norm = n_residual_layers, weight_norm
         self.init, self.init_stddev, self.activation = init, init_stddev, activation
@@ -60,16 +64,21 @@ class Generator(keras.Model):
             self.acts.append(activation_layer(activation, channels, name=f"act_{i}",
                                               quantize=quantize))
             channels //= 2
+            # The last float_stages stages run in float32 (the activation before each, on
+            # the previous stage's output, stays int8, as in the converted model).
+            stage_opts = {**opts, "quantize": quantize and i < len(self.ratios) - float_stages}
             self.upsamplers.append(
                 NearestUpsampler(channels, r, 2 * channels, name=f"up_{i}", pad_mode=pad_mode,
-                                 **opts)
+                                 **stage_opts)
                 if upsampling == "nearest" else
-                conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", polyphase=polyphase, **opts))
+                conv1d_transpose(channels, 2 * r, r, name=f"up_{i}", polyphase=polyphase,
+                                 **stage_opts))
             self.stages.append([ResidualBlock(channels, 3 ** j, name=f"res_{i}_{j}",
-                                              activation=activation, pad_mode=pad_mode, **opts)
+                                              activation=activation, pad_mode=pad_mode,
+                                              **stage_opts)
                                 for j in range(n_residual_layers)])
         self.act_post = activation_layer(activation, channels, name="act_post",
-                                         quantize=quantize)
+                                         quantize=quantize and not float_stages)
         self.pad_post = ReflectionPad1D(3, pad_mode)
         self.conv_post = conv1d(1, 7, channels, name="conv_post",
                                 **{**opts, "quantize": quantize and not float_output})
@@ -94,7 +103,9 @@ class Generator(keras.Model):
         with quantize, simulating int8 the way training.qat trains it."""
         g = cls.from_config_dataclass(config.generator, config.audio.n_mels, name="generator",
                                       quantize=quantize,
-                                      float_output=quantize and config.training.qat_float_output)
+                                      float_output=quantize and config.training.qat_float_output,
+                                      float_stages=config.training.qat_float_stages
+                                      if quantize else 0)
         g.build((None, None, config.audio.n_mels))
         return g
 
@@ -142,7 +153,7 @@ class Generator(keras.Model):
                 "weight_norm": self.weight_norm, "activation": self.activation,
                 "upsampling": self.upsampling, "pad_mode": self.pad_mode,
                 "polyphase": self.polyphase, "quantize": self.quantize,
-                "float_output": self.float_output}
+                "float_output": self.float_output, "float_stages": self.float_stages}
 
     def folded(self) -> "Generator":
         """A copy without weight normalization (plain kernels w = g v / ||v||): same output,
@@ -184,3 +195,12 @@ class Generator(keras.Model):
         if not self.float_output:
             found["tanh"] = self.output_quantizer
         return found
+
+    def float_layers(self) -> tuple:
+        """The parts a quantize=True generator keeps in float32, as the converter's
+        --float_layers patterns (tf_melgan.deploy.convert.quantize): () for all-int8."""
+        if not self.float_output:
+            return ()
+        stages = range(len(self.ratios) - self.float_stages, len(self.ratios))
+        return (*(p for i in stages for p in (f"up_{i}", f"res_{i}_")),
+                *(("act_post",) if self.float_stages else ()), "output")

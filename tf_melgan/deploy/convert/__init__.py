@@ -124,8 +124,8 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     ranges (MODEL_DIR/qat_ranges.json, training.qat; or of its MODEL_DIR/int8, which is then
     converted instead) uses them unless `ranges` is given,
     and is checked (and its golden pair made) against the fake-quant Keras generator, with
-    the floor checks.QAT_MIN_SNR_DB unless `min_snr_db`; its output layer stays float32
-    (float_layers 'output') when it trained so (training.qat_float_output)."""
+    the floor checks.QAT_MIN_SNR_DB unless `min_snr_db`; the layers it trained in float32
+    stay float32 (float_layers: training.qat_float_output, qat_float_stages)."""
     qat_allowed = mode == "int8" and ranges is None
     float_layers, ranges, percentile = _checked_options(
         output, mode, overwrite, int8_io, float_layers, ranges, frames)
@@ -150,9 +150,10 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         if qat_generator.float_output and int8_io:
             raise ConversionError("--int8_io: this QAT model keeps its output layer in "
                                   "float32 (training.qat_float_output), so its output is float32")
-        if qat_generator.float_output and "output" not in float_layers:
-            float_layers = (*float_layers, "output")  # as it trained (qat_float_output)
-            log("QAT with a float32 output layer: --float_layers output")
+        trained_float = [p for p in qat_generator.float_layers() if p not in float_layers]
+        if trained_float:  # as it trained (qat_float_output, qat_float_stages)
+            float_layers = (*float_layers, *trained_float)
+            log(f"QAT with float32 layers: --float_layers {','.join(trained_float)}")
     # The .tflite holds about 4 / 2 / 1 byte(s) per weight; golden pair and json are small.
     check_output(output, {"float32": 4, "fp16": 2}.get(mode, 1) * generator.count_params()
                  + (4 << 20))
