@@ -10,6 +10,8 @@ and prints / appends one row: step, training hours (summed from the run's Tensor
 steps/s, so pauses and resumes do not count), validation log-mel L1 and the speech figures
 of tf_melgan.metrics (voicing, F0 error, PESQ-wb, STOI, frame comb), averaged over clips.
 `--griffin_lim` prints the same figures for Griffin-Lim (32 iterations) from the same mels.
+A run started with `--init_from` another run's generator counts its steps and hours from
+zero: `--init_step S --init_hours H` (that generator's) put its rows on the other's axes.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ def main(argv=None) -> int:
     p.add_argument("--no_pesq", action="store_true", help="skip PESQ and STOI (faster)")
     p.add_argument("--griffin_lim", action="store_true")
     p.add_argument("--out", default=None, help="CSV to append the row to")
+    p.add_argument("--init_step", type=int, default=0,
+                   help="added to the step: the --init_from generator's")
+    p.add_argument("--init_hours", type=float, default=0.0,
+                   help="added to the training hours: the --init_from generator's")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -97,7 +103,8 @@ def main(argv=None) -> int:
     generator, config = load_generator(args.model_dir, which=args.which, fold=True)
     step = generator_source(args.model_dir, args.which).step
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
-    row = {"step": step, "train_hours": training_hours(args.model_dir, step),
+    row = {"step": args.init_step + step,
+           "train_hours": args.init_hours + training_hours(args.model_dir, step),
            **evaluate(lambda m: generator(tf.constant(m), training=False), clips,
                       config.audio, not args.no_pesq)}
     print(", ".join(f"{k} {row.get(k)}" if not isinstance(row.get(k), float)
