@@ -5,7 +5,8 @@
 
 Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as training
 saves it), best.json (its step and validation log-mel L1) and card.json: the data, steps,
-training hours and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
+training hours (--init_step / --init_hours: those of the generator an --init_from run
+started from, added) and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
 error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside
 (a quantization-aware model: through its simulated int8, as it deploys).
 A quantization-aware model dir (training.qat) ships its qat_ranges.json too, so that
@@ -34,6 +35,10 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--note", default="", help="what the model is not, for the card")
+    p.add_argument("--init_step", type=int, default=0, help="a run started with --init_from "
+                   "another's generator: that generator's step, added to this run's")
+    p.add_argument("--init_hours", type=float, default=0.0,
+                   help="and its training hours, added to this run's")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -46,7 +51,7 @@ def main(argv=None) -> int:
 
     generator, config = load_generator(args.model_dir, which=args.which, fold=False)
     source = generator_source(args.model_dir, args.which)
-    best = {"step": source.step, "val_mel_l1": source.val_mel_l1}
+    best = {"step": args.init_step + source.step, "val_mel_l1": source.val_mel_l1}
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     folded = generator.folded()
     # A QAT model is scored as it deploys: through the int8 arithmetic it was trained with.
@@ -68,7 +73,8 @@ def main(argv=None) -> int:
     with open(os.path.join(out, "best.json"), "w") as f:
         json.dump(best, f)
     card = {"name": args.name, "step": best["step"],
-            "train_hours": round(training_hours(args.model_dir, best["step"]), 2),
+            "train_hours": round(args.init_hours + training_hours(args.model_dir, source.step),
+                                 2),
             "cpu": "2 cores (see docs/BENCHMARKS.md)", "data": config.data.path,
             "held_out": {"clips": len(clips), "seconds_each": args.seconds,
                          "scored": "Keras float" if quantized is None else
