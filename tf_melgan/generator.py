@@ -66,7 +66,8 @@ class Generator(keras.Model):
             channels //= 2
             # The last float_stages stages run in float32 (the activation before each, on
             # the previous stage's output, stays int8, as in the converted model).
-            stage_opts = {**opts, "quantize": quantize and i < len(self.ratios) - float_stages}
+            stage_opts = {**opts, "quantize": i < len(self.ratios) - float_stages} \
+                if quantize else opts
             self.upsamplers.append(
                 NearestUpsampler(channels, r, 2 * channels, name=f"up_{i}", pad_mode=pad_mode,
                                  **stage_opts)
