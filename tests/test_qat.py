@@ -220,7 +220,7 @@ def test_qat_float_stages_keep_the_last_stages_float32(tmp_path):
     fake-quant one (36-45 dB SNR here; with the output layer alone in float32, 29 dB)."""
     from tf_melgan.config import ConfigError, config_from_dict
     from tf_melgan.deploy.convert import convert
-    from tf_melgan.deploy.litert import LiteRTModel
+    from tf_melgan.deploy.litert import LiteRTModel, read_ops
     with pytest.raises(ConfigError, match="qat_float_output"):
         config_from_dict({}, ["training.qat=true", "training.qat_float_stages=1"])
     with pytest.raises(ConfigError, match=r"0\.\.4"):
@@ -232,14 +232,18 @@ def test_qat_float_stages_keep_the_last_stages_float32(tmp_path):
     names = list(fake.quantizers())
     assert not [n for n in names if n.startswith(("up_3/", "res_3_", "act_post/"))]
     assert "res_2_2/add" in names and names[-1].startswith("act_3/")
-    assert fake.float_layers() == ("up_3", "res_3_", "act_post", "output")
+    assert fake.float_layers() == ("up_3", "res_3_", "act_post", "pad_post", "output")
     out = str(tmp_path / "s.tflite")
     sidecar = convert(model_dir, out, "int8", num_calibration=2, calibration_frames=64,
                       num_validation=1, min_snr_db=0.0)
-    assert sidecar["float_layers"] == ["up_3", "res_3_", "act_post", "output"]
+    assert sidecar["float_layers"] == ["up_3", "res_3_", "act_post", "pad_post", "output"]
     assert sidecar["activation_ranges"] == "qat"
     # float32: up_3's conv, 3 blocks x 3 convs, conv_post; int8: the other 31
     assert sidecar["kernels"] == {"CONV_2D float32 x float32": 11, "CONV_2D int8 x int8": 31}
+    # ... and once in float32, it stays so to the waveform (no int8 pad before conv_post)
+    ops = read_ops(out)
+    last_int8 = max(i for i, op in enumerate(ops) if "INT8" in op["outputs"])
+    assert sum(op["op"] == "CONV_2D" for op in ops[last_int8:]) == 11
     mel = np.random.default_rng(2).normal(-4, 1, size=(1, 64, 80)).astype(np.float32)
     want = fake(tf.constant(mel)).numpy()[0]
     got = LiteRTModel(out, num_threads=2)(mel)[0]

@@ -57,7 +57,7 @@ class Generator(keras.Model):
         if quantize and not float_output:
             self.output_quantizer = ActivationQuantizer(*TANH_RANGE, fixed=True, name="tanh_q")
         channels = ngf * 2 ** len(self.ratios)
-        self.pad_pre = ReflectionPad1D(3, pad_mode)
+        self.pad_pre = ReflectionPad1D(3, pad_mode, name="pad_pre")
         self.conv_pre = conv1d(channels, 7, n_mels, name="conv_pre", **opts)
         self.upsamplers, self.stages, self.acts = [], [], []
         for i, r in enumerate(self.ratios):
@@ -80,7 +80,7 @@ class Generator(keras.Model):
                                 for j in range(n_residual_layers)])
         self.act_post = activation_layer(activation, channels, name="act_post",
                                          quantize=quantize and not float_stages)
-        self.pad_post = ReflectionPad1D(3, pad_mode)
+        self.pad_post = ReflectionPad1D(3, pad_mode, name="pad_post")
         self.conv_post = conv1d(1, 7, channels, name="conv_post",
                                 **{**opts, "quantize": quantize and not float_output})
         # Keras 3 keeps layers held in lists out of tf.train.Checkpoint's object graph;
@@ -203,5 +203,6 @@ class Generator(keras.Model):
         if not self.float_output:
             return ()
         stages = range(len(self.ratios) - self.float_stages, len(self.ratios))
+        # pad_post too: int8 there would requantize act_post's float output before conv_post
         return (*(p for i in stages for p in (f"up_{i}", f"res_{i}_")),
-                *(("act_post",) if self.float_stages else ()), "output")
+                *(("act_post", "pad_post") if self.float_stages else ()), "output")
