@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import FAST
 from tf_melgan.trainer import run
 
-OVERRIDES = ["training.steps=1", "training.steps_per_epoch=1", "training.checkpoint_every=1",
-             "training.sample_every=1000", "data.validation_clips=1"]
+OVERRIDES = ["training.steps=1", *FAST]
 
 
 def trained_weights(model_dir, config):

@@ -188,8 +188,8 @@ class TrainingConfig:
     qat_float_output: bool = False
     # With qat_float_output: the last N upsampling stages (upsampler, residual blocks) and
     # act_post stay float32 too, in training and in the int8 model (convert --quantize adds
-    # --float_layers up_I,res_I_,act_post): the quiet bins hold the rounding noise of the
-    # last int8 stages, not of earlier ones (docs/BENCHMARKS.md), for some speed.
+    # --float_layers up_I,res_I_,act_post,pad_post): the quiet bins hold the rounding noise
+    # of the last int8 stages, not of earlier ones (docs/BENCHMARKS.md), for some speed.
     qat_float_stages: int = 0
 
 

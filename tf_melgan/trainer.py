@@ -87,7 +87,7 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: 
     precision = set_precision(t.mixed_precision)
     data = _load_data(config, chief, verbose > 0 and chief, progress, replicas, precision)
 
-    gan, manager, ckpt_dir = _build(config, model_dir, strategy, precision, chief)
+    gan, manager = _build(config, model_dir, strategy, precision, chief)
     _restore(gan, manager, model_dir, init_source)
     step = start_step = int(gan.g_optimizer.iterations.numpy())
     if chief:
@@ -125,7 +125,7 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: 
         board.write_sample(step)
         board.close()
     else:
-        tf.io.gfile.rmtree(ckpt_dir)
+        tf.io.gfile.rmtree(manager.directory)  # the worker's scratch dir
     return {"step": step, "start_step": start_step, "steps": t.steps,
             "seconds": time.monotonic() - started, "history": history,
             "interrupted": stopper.received, "checkpoint": manager.latest_checkpoint,
@@ -169,7 +169,7 @@ def _load_data(config, chief: bool, show: bool, progress: str, replicas: int,
 
 def _build(config, model_dir: str, strategy, precision: str, chief: bool):
     """The compiled MelGAN (seeded) and its CheckpointManager; non-chief workers take part
-    in saving but write to a scratch dir, returned as the third value."""
+    in saving but write to a scratch dir (the manager's directory)."""
     import keras
     import tensorflow as tf
 
@@ -198,7 +198,7 @@ def _build(config, model_dir: str, strategy, precision: str, chief: bool):
         ckpt_dir = os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
                                          max_to_keep=config.training.keep_checkpoints)
-    return gan, manager, ckpt_dir
+    return gan, manager
 
 
 def _restore(gan, manager, model_dir: str, init_source) -> None:
