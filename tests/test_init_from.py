@@ -41,8 +41,29 @@ def test_init_from_refuses_another_architecture(tiny_config, tmp_path):
     from conftest import make_trained_dir
     from tf_melgan.resume import init_checkpoint
     source = make_trained_dir(tmp_path / "source", tiny_config(*OVERRIDES))
-    assert init_checkpoint(tiny_config(*OVERRIDES), source).endswith("ckpt-0")
+    assert init_checkpoint(tiny_config(*OVERRIDES), source).path.endswith("ckpt-0")
     with pytest.raises(SystemExit, match="different architecture.*generator.ngf: 8 there, 16 here"):
         init_checkpoint(tiny_config(*OVERRIDES, "generator.ngf=16"), source)
     with pytest.raises(SystemExit, match="no checkpoint"):
         init_checkpoint(tiny_config(*OVERRIDES), str(tmp_path / "nowhere"))
+
+
+def test_init_from_a_narrower_generator_widens_it(tiny_config, tmp_path):
+    """--init_from a model with a smaller generator.ngf (nearest upsampling): the run's
+    generator starts from the same waveform (tf_melgan.widen), the discriminators as well."""
+    from tf_melgan.checkpoint import load_generator
+    source, target = tmp_path / "source", tmp_path / "target"
+    opts = [*OVERRIDES, "generator.activation=snake", "generator.upsampling=nearest",
+            "g_optimizer.learning_rate=1e-9", "d_optimizer.learning_rate=1e-9"]
+    run(tiny_config(*opts, "training.seed=1"), str(source), verbose=0)
+    run(tiny_config(*opts, "training.seed=2", "generator.ngf=16"), str(target), verbose=0,
+        init_from=str(source))
+    narrow, _ = load_generator(str(source), which="latest")
+    wide, config = load_generator(str(target), which="latest")
+    assert (narrow.ngf, wide.ngf, config.generator.ngf) == (8, 16, 16)
+    mel = np.random.RandomState(0).randn(1, 10, 80).astype(np.float32) - 3.0
+    np.testing.assert_allclose(np.asarray(wide(mel)), np.asarray(narrow(mel)), atol=1e-5)
+    # the discriminators come from the source's checkpoint too (the last weights: D's)
+    d_source = trained_weights(source, tiny_config(*opts))[-20:]
+    d_target = trained_weights(target, config)[-20:]
+    assert max(np.abs(a - b).max() for a, b in zip(d_source, d_target)) < 1e-6

@@ -45,7 +45,7 @@ def test_loads_by_name_in_python_and_for_init_from():
     mel = np.full((1, 20, 80), -4.0, np.float32)
     np.testing.assert_allclose(vocoder(mel), np.asarray(generator(mel)), atol=1e-5)
     # train --init_from ljspeech: the generator's weights (no checkpoint is shipped)
-    assert init_checkpoint(config, "ljspeech").endswith("best_generator.weights.h5")
+    assert init_checkpoint(config, "ljspeech").path.endswith("best_generator.weights.h5")
     card = json.load(open(os.path.join(SHIPPED, "card.json")))
     assert card["step"] == json.load(open(os.path.join(SHIPPED, "best.json")))["step"]
 

@@ -3,6 +3,7 @@ was trained with is checked first) or another model's (train --init_from)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -15,10 +16,26 @@ ARCHITECTURE = {"audio": ["n_mels"],
                                   "max_channels", "periods", "period_channels"]}
 
 
-def init_checkpoint(config, init_from: str) -> str:
+@dataclasses.dataclass
+class InitSource:
+    """What train --init_from starts from: `path` (a checkpoint prefix, or a generator's
+    .weights.h5), the `config` of the model it belongs to, and the ngf it trains at."""
+    path: str
+    config: object
+    target_ngf: int
+
+    @property
+    def widens(self) -> bool:
+        """Whether its generator grows into a wider one (tf_melgan.widen)."""
+        return self.config.generator.ngf < self.target_ngf
+
+
+def init_checkpoint(config, init_from: str) -> InitSource:
     """What to start from in `init_from` (a model dir or a shipped vocoder's name), checked
     to have `config`'s architecture: its latest checkpoint (G and D), or, for a dir with
-    only a generator (a shipped vocoder), its best_generator.weights.h5."""
+    only a generator (a shipped vocoder), its best_generator.weights.h5. A larger
+    generator.ngf here is allowed (nearest upsampling, no QAT): the generator is widened
+    with the same output (tf_melgan.widen)."""
     import tensorflow as tf
 
     from tf_melgan.checkpoint import BEST_WEIGHTS, load_model_config
@@ -31,17 +48,27 @@ def init_checkpoint(config, init_from: str) -> str:
             raise SystemExit(f"--init_from {init_from}: no checkpoint in "
                              f"{init_from}/checkpoints and no {BEST_WEIGHTS}")
     other = load_model_config(init_from)
+    wider = (config.generator.ngf > other.generator.ngf
+             and config.generator.upsampling == "nearest" and not config.training.qat)
     differ = [f"{section}.{name}: {getattr(getattr(other, section), name)} there, "
               f"{getattr(getattr(config, section), name)} here"
               for section, names in ARCHITECTURE.items() for name in names
               if getattr(getattr(other, section), name) != getattr(getattr(config, section), name)
-              and (section != "discriminator" or not path.endswith(".h5"))]
+              and (section != "discriminator" or not path.endswith(".h5"))
+              and not (wider and f"{section}.{name}" == "generator.ngf")]
     if differ:
-        raise SystemExit(f"--init_from {init_from}: different architecture ({'; '.join(differ)})")
+        raise SystemExit(f"--init_from {init_from}: different architecture ({'; '.join(differ)})"
+                         + ("; only a larger generator.ngf can start from it (widened, with "
+                            "nearest upsampling and without QAT)"
+                            if any(d.startswith("generator.ngf") for d in differ) else ""))
     if other.audio != config.audio:
         log.warning("--init_from %s was trained on other audio features (%s)", init_from,
                     other.audio)
-    return path
+    if wider:
+        log.info("--init_from %s: its generator (ngf %d) is widened to ngf %d with the same "
+                 "output (tf_melgan.widen)", init_from, other.generator.ngf,
+                 config.generator.ngf)
+    return InitSource(path, other, config.generator.ngf)
 
 
 def _flat(config) -> dict:

@@ -207,7 +207,6 @@ def _restore(gan, manager, model_dir: str, init_source) -> None:
     import tensorflow as tf
 
     from tf_melgan.callbacks import TrainingError
-    from tf_melgan.checkpoint import restore_weights
     from tf_melgan.cli import one_line
 
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
@@ -215,18 +214,33 @@ def _restore(gan, manager, model_dir: str, init_source) -> None:
         if latest:
             manager.checkpoint.restore(latest).expect_partial()
             log.info("resumed from %s", latest)
-        elif init_source and init_source.endswith(".h5"):
-            gan.generator.load_weights(init_source)
-            log.info("initialised the generator from %s; the discriminators start fresh",
-                     init_source)
         elif init_source:
-            models = {"generator": gan.generator, "discriminator": gan.discriminator}
-            if gan.period_discriminator is not None:
-                models["period_discriminator"] = gan.period_discriminator
-            restore_weights(init_source, **models)
-            log.info("initialised generator and discriminator(s) from %s", init_source)
+            _init(gan, init_source)
     except (ValueError, OSError, AssertionError, tf.errors.OpError) as e:
-        raise TrainingError(f"cannot restore {latest or init_source}: {one_line(e)}") from None
+        raise TrainingError(f"cannot restore {latest or init_source.path}: {one_line(e)}") \
+            from None
+
+
+def _init(gan, source) -> None:
+    """Starts G (and D, from a checkpoint) from `source` (tf_melgan.resume.InitSource),
+    widening its generator when it is narrower (tf_melgan.widen)."""
+    from tf_melgan.checkpoint import restore_weights
+    from tf_melgan.generator import Generator
+    from tf_melgan.widen import widen_into
+
+    generator = Generator.from_model_config(source.config) if source.widens else gan.generator
+    if source.path.endswith(".h5"):
+        generator.load_weights(source.path)
+        log.info("initialised the generator from %s; the discriminators start fresh",
+                 source.path)
+    else:
+        models = {"generator": generator, "discriminator": gan.discriminator}
+        if gan.period_discriminator is not None:
+            models["period_discriminator"] = gan.period_discriminator
+        restore_weights(source.path, **models)
+        log.info("initialised generator and discriminator(s) from %s", source.path)
+    if source.widens:
+        widen_into(generator, gan.generator)
 
 
 def _tidy_and_record_config(config, model_dir: str) -> None:
