@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     print(", ".join(f"{k} {row.get(k)}" if not isinstance(row.get(k), float)
                     else f"{k} {row[k]:.3f}" for k in COLUMNS), flush=True)
     if args.griffin_lim:
-        from benchmarks.quality import griffin_lim
+        from benchmarks._speech import griffin_lim
         gl = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio,
                       not args.no_pesq)
         print("griffin-lim: " + ", ".join(f"{k} {gl[k]:.3f}" for k in COLUMNS[2:]

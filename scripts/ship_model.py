@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from benchmarks.curve import evaluate, held_out_clips, training_hours
-    from benchmarks.quality import griffin_lim
+    from benchmarks._speech import griffin_lim
     from tf_melgan.checkpoint import generator_source, load_generator
     from tf_melgan.pretrained import HERE
     from tf_melgan.qat import RANGES_FILE, load_quantized
