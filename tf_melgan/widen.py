@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_melgan.convs import WeightNormalization, conv_layers
+from tf_melgan.convs import conv_layers
 
 
 def widen_into(small, large):
@@ -31,8 +31,6 @@ def widen_into(small, large):
     if differ or large.ngf < small.ngf:
         raise ValueError(f"cannot widen ngf {small.ngf} into ngf {large.ngf}"
                          + (f" (different {', '.join(differ)})" if differ else ""))
-    if not all(isinstance(c, WeightNormalization) for c in conv_layers(large)):
-        raise ValueError("widening needs every conv weight-normed")
     pairs = [(s, w) for a, b in zip(conv_layers(small) + small.snakes(),
                                     conv_layers(large) + large.snakes())
              for s, w in zip(a.weights, b.weights)]
