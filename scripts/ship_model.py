@@ -4,7 +4,8 @@
     python scripts/ship_model.py --model_dir runs/ljspeech_cpu --name ljspeech [--which best]
 
 Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as training
-saves it), best.json (its step and validation log-mel L1) and card.json: the data, steps,
+saves it, its float32 weights stored as float16 unless --float32: half the size, and Keras
+loads them into the float32 variables; docs/BENCHMARKS.md has what it changes), best.json (its step and validation log-mel L1) and card.json: the data, steps,
 training hours (--init_step / --init_hours: those of the generator an --init_from run
 started from, added) and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
 error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside
@@ -27,6 +28,27 @@ if ROOT not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def store_float16(path: str) -> None:
+    """Rewrites a Keras .weights.h5 with its float32 arrays as float16 (a fresh file: h5py
+    does not reclaim the space of deleted datasets)."""
+    import h5py
+    import numpy as np
+
+    tmp = path + ".fp16"
+    with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+        dst.attrs.update(src.attrs)
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                dst.require_group(name).attrs.update(obj.attrs)
+            else:
+                data = obj[()]
+                dst.create_dataset(name, data=data.astype(np.float16)
+                                   if data.dtype == np.float32 else data)
+        src.visititems(copy)
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_dir", required=True)
@@ -34,6 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--float32", action="store_true",
+                   help="store the weights as float32 (default: float16)")
     p.add_argument("--note", default="", help="what the model is not, for the card")
     p.add_argument("--init_step", type=int, default=0, help="a run started with --init_from "
                    "another's generator: that generator's step, added to this run's")
@@ -62,7 +86,10 @@ def main(argv=None) -> int:
     out = os.path.join(HERE, args.name)
     os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
-    generator.save_weights(os.path.join(out, "best_generator.weights.h5"))
+    weights = os.path.join(out, "best_generator.weights.h5")
+    generator.save_weights(weights)
+    if not args.float32:
+        store_float16(weights)
     qat_ranges = os.path.join(args.model_dir, RANGES_FILE)
     if os.path.isfile(qat_ranges):  # a QAT model: the int8 ranges it was trained with
         shutil.copy(qat_ranges, os.path.join(out, RANGES_FILE))
