@@ -4,9 +4,9 @@
     python scripts/ship_model.py --model_dir runs/ljspeech_cpu --name ljspeech [--which best]
 
 Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as training
-saves it, its float32 weights stored as float16 unless --float32: half the size, and Keras
-loads them into the float32 variables; docs/BENCHMARKS.md has what it changes), best.json (its step and validation log-mel L1) and card.json: the data, steps,
-training hours (--init_step / --init_hours: those of the generator an --init_from run
+saves it; its float32 arrays stored as float16 unless --float32: half the size, and Keras
+loads them into float32 variables), best.json (its step and validation log-mel L1) and
+card.json: the data, steps, training hours (--init_step / --init_hours: those of the generator an --init_from run
 started from, added) and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
 error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside
 (a quantization-aware model: through its simulated int8, as it deploys).
@@ -29,13 +29,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def store_float16(path: str) -> None:
-    """Rewrites a Keras .weights.h5 with its float32 arrays as float16 (a fresh file: h5py
-    does not reclaim the space of deleted datasets)."""
+    """Rewrites a Keras .weights.h5 with its float32 arrays as float16, atomically (a fresh
+    file: h5py does not reclaim the space of deleted datasets)."""
     import h5py
     import numpy as np
 
-    tmp = path + ".fp16"
-    with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+    from tf_melgan.atomic import replacing
+
+    with replacing(path) as tmp, h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
         dst.attrs.update(src.attrs)
 
         def copy(name, obj):
@@ -45,8 +46,8 @@ def store_float16(path: str) -> None:
                 data = obj[()]
                 dst.create_dataset(name, data=data.astype(np.float16)
                                    if data.dtype == np.float32 else data)
+                dst[name].attrs.update(obj.attrs)  # e.g. Keras's bfloat16 marker
         src.visititems(copy)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -75,6 +76,13 @@ def main(argv=None) -> int:
 
     generator, config = load_generator(args.model_dir, which=args.which, fold=False)
     source = generator_source(args.model_dir, args.which)
+    out = os.path.join(HERE, args.name)
+    os.makedirs(out, exist_ok=True)
+    weights = os.path.join(out, "best_generator.weights.h5")
+    generator.save_weights(weights)
+    if not args.float32:
+        store_float16(weights)
+        generator.load_weights(weights)  # scored as it ships
     best = {"step": args.init_step + source.step, "val_mel_l1": source.val_mel_l1}
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     folded = generator.folded()
@@ -83,13 +91,7 @@ def main(argv=None) -> int:
     scored = folded if quantized is None else quantized
     scores = evaluate(lambda m: scored(tf.constant(m), training=False), clips, config.audio)
     reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio)
-    out = os.path.join(HERE, args.name)
-    os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
-    weights = os.path.join(out, "best_generator.weights.h5")
-    generator.save_weights(weights)
-    if not args.float32:
-        store_float16(weights)
     qat_ranges = os.path.join(args.model_dir, RANGES_FILE)
     if os.path.isfile(qat_ranges):  # a QAT model: the int8 ranges it was trained with
         shutil.copy(qat_ranges, os.path.join(out, RANGES_FILE))
