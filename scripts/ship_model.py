@@ -6,10 +6,11 @@
 Writes config.yaml, best_generator.weights.h5 (the weight-normed generator, as training
 saves it; its float32 arrays stored as float16 unless --float32: half the size, and Keras
 loads them into float32 variables), best.json (its step and validation log-mel L1) and
-card.json: the data, steps, training hours (--init_step / --init_hours: those of the generator an --init_from run
-started from, added) and the held-out figures of benchmarks.curve (PESQ-wb, STOI, voicing, F0
-error, log-mel L1, frame comb) on the model's held-out clips, with Griffin-Lim's beside
-(a quantization-aware model: through its simulated int8, as it deploys).
+card.json: the data, steps, training hours (--init_step / --init_hours: those of the
+generator an --init_from run started from, added) and the held-out figures of
+benchmarks.curve (PESQ-wb, STOI, voicing, F0 error, log-mel L1, frame comb) on the model's
+held-out clips, with Griffin-Lim's beside (a quantization-aware model: through its
+simulated int8, as it deploys).
 A quantization-aware model dir (training.qat) ships its qat_ranges.json too, so that
 `tf_melgan.convert --model_dir NAME --quantize` converts it with its trained int8 ranges.
 """
@@ -66,6 +67,7 @@ def main(argv=None) -> int:
                    help="and its training hours, added to this run's")
     args = p.parse_args(argv)
 
+    import numpy as np
     import tensorflow as tf
 
     from benchmarks.curve import evaluate, held_out_clips, training_hours
@@ -76,13 +78,10 @@ def main(argv=None) -> int:
 
     generator, config = load_generator(args.model_dir, which=args.which, fold=False)
     source = generator_source(args.model_dir, args.which)
-    out = os.path.join(HERE, args.name)
-    os.makedirs(out, exist_ok=True)
-    weights = os.path.join(out, "best_generator.weights.h5")
-    generator.save_weights(weights)
-    if not args.float32:
-        store_float16(weights)
-        generator.load_weights(weights)  # scored as it ships
+    if not args.float32:  # scored as it ships: the float16-rounded weights
+        for v in generator.weights:
+            if v.dtype == "float32":  # what store_float16 rounds
+                v.assign(v.numpy().astype(np.float16).astype(np.float32))
     best = {"step": args.init_step + source.step, "val_mel_l1": source.val_mel_l1}
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     folded = generator.folded()
@@ -91,7 +90,13 @@ def main(argv=None) -> int:
     scored = folded if quantized is None else quantized
     scores = evaluate(lambda m: scored(tf.constant(m), training=False), clips, config.audio)
     reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio)
+    out = os.path.join(HERE, args.name)
+    os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
+    weights = os.path.join(out, "best_generator.weights.h5")
+    generator.save_weights(weights)
+    if not args.float32:
+        store_float16(weights)
     qat_ranges = os.path.join(args.model_dir, RANGES_FILE)
     if os.path.isfile(qat_ranges):  # a QAT model: the int8 ranges it was trained with
         shutil.copy(qat_ranges, os.path.join(out, RANGES_FILE))
