@@ -9,29 +9,15 @@ import tensorflow as tf
 from keras import ops
 
 from tf_melgan import native, qat
-
-
-def grouped_conv1d(x, kernel, stride, groups):
-    """'valid' grouped conv as frame + einsum: [B, T, C_in] * [k, C_in/groups, C_out].
-
-    TF's CPU grouped convolution (which Keras runs through XLA) is much slower than this in
-    the backward pass (docs/BENCHMARKS.md), and the discriminator is made of grouped convs.
-    """
-    k, cin_g, cout = kernel.shape
-    batch = tf.shape(x)[0]
-    patches = tf.signal.frame(x, k, stride, axis=1)  # [B, T', k, C_in]
-    patches = tf.reshape(patches, [batch, -1, k, groups, cin_g])
-    w = tf.reshape(kernel, [k, cin_g, groups, cout // groups])
-    y = tf.einsum("btkgi,kigo->btgo", patches, w)
-    return tf.reshape(y, [batch, -1, cout])
+from tf_melgan.conv_ops import dilated_conv1d, grouped_conv1d
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class Conv1D(keras.layers.Conv1D):
     """keras Conv1D (same weights, same result) written with the ops TF and LiteRT run fastest.
 
-    - A dilated conv is one Conv2D with dilations (oneDNN and XNNPACK run it directly);
-      Keras' path, tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace.
+    - A dilated conv is one Conv2D with dilations, its gradient written out
+      (`conv_ops.dilated_conv1d`).
     - The bias is a BiasAdd, which grappler fuses into the conv with a following LeakyRelu.
     - The grouped case runs as `grouped` says (tf_melgan.native.choose_grouped_conv):
       'einsum' (`grouped_conv1d`), 'native' (the native op, where it supports the shapes,
@@ -64,9 +50,12 @@ class Conv1D(keras.layers.Conv1D):
     def convolution_op(self, inputs, kernel):
         if self.padding != "valid":
             raise ValueError("tf_melgan's Conv1D supports padding='valid' only (pad explicitly)")
+        if self.groups == 1 and self.dilation_rate != (1,):
+            if self.strides != (1,):
+                raise ValueError("dilated Conv1D supports stride 1 only")
+            return dilated_conv1d(inputs, kernel, self.dilation_rate[0])
         if self.groups == 1:
-            return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID",
-                                dilations=self.dilation_rate[0])
+            return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID")
         if self.dilation_rate != (1,):
             raise ValueError("grouped Conv1D supports dilation 1 only")
         if self.grouped == "builtin":

@@ -115,7 +115,7 @@ def choose_grouped_conv(setting="auto", *, on_gpu=False, compute_dtype="float32"
     """How the discriminator's grouped convs run (config discriminator.grouped_conv):
 
     - 'native': this module's op (CPU kernels, float32 only, no XLA kernel);
-    - 'einsum': frame + einsum (layers.grouped_conv1d), any device and dtype, fast under XLA;
+    - 'einsum': frame + einsum (conv_ops.grouped_conv1d), any device and dtype, fast under XLA;
     - 'builtin': TF's own grouped conv, which cuDNN runs natively on GPUs (on CPU its
       gradients are slow);
     - 'auto': einsum under XLA, builtin on a GPU, native on CPU in float32 when it builds,
