@@ -56,7 +56,7 @@ print(sum(float(tf.reduce_sum(tf.abs(g))) for g in grads(x)))
 
 
 def test_dilated_conv_trains_without_onednn():
-    # TF turns oneDNN off on some CPUs (an AVX-only one here); TF_ENABLE_ONEDNN_OPTS=0 makes
+    # TF turns oneDNN off on some CPUs (one without AVX-512 here); TF_ENABLE_ONEDNN_OPTS=0 makes
     # any x86 CPU that case. The builtin gradient stopped there with "Current CPU
     # implementations do not yet support dilation rates larger than 1".
     env = cli_env(TF_ENABLE_ONEDNN_OPTS="0")

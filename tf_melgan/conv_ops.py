@@ -27,7 +27,7 @@ def dilated_conv1d(x, kernel, dilation):
     Forward: one Conv2D with dilations, which oneDNN and XNNPACK run directly (Keras' path,
     tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace). Its gradient is written out
     per tap, y[t] = sum_j x[t + j d] W_j, because TF has CPU gradient kernels for a dilated
-    conv only under oneDNN, which it does not turn on for every CPU (on an AVX-only one,
+    conv only under oneDNN, which it leaves off on CPUs without AVX-512 (on a Zen 3 EPYC,
     training stopped with "Current CPU implementations do not yet support dilation rates
     larger than 1").
     """
