@@ -27,9 +27,9 @@ def dilated_conv1d(x, kernel, dilation):
     Forward: one Conv2D with dilations, which oneDNN and XNNPACK run directly (Keras' path,
     tf.nn.convolution, wraps it in SpaceToBatch / BatchToSpace). Its gradient is written out
     per tap, y[t] = sum_j x[t + j d] W_j, because TF has CPU gradient kernels for a dilated
-    conv only under oneDNN, which it leaves off on CPUs without AVX-512 (on a Zen 3 EPYC,
-    training stopped with "Current CPU implementations do not yet support dilation rates
-    larger than 1").
+    conv only under oneDNN, which it turns on by default only on CPUs with AVX-512 VNNI,
+    BF16 or AMX (TF 2.9's release notes; on a Zen 3 EPYC, AVX2 only, training stopped with
+    "Current CPU implementations do not yet support dilation rates larger than 1").
     """
     k = kernel.shape[0]
 
