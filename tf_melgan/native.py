@@ -116,8 +116,8 @@ def choose_grouped_conv(setting="auto", *, on_gpu=False, compute_dtype="float32"
 
     - 'native': this module's op (CPU kernels, float32 only, no XLA kernel);
     - 'einsum': frame + einsum (conv_ops.grouped_conv1d), any device and dtype, fast under XLA;
-    - 'builtin': TF's own grouped conv, which cuDNN runs natively on GPUs (on CPU its
-      gradients are slow);
+    - 'builtin': TF's own grouped conv, which cuDNN runs natively on GPUs (on a CPU its
+      gradients are slow under oneDNN and missing without it);
     - 'auto': einsum under XLA, builtin on a GPU, native on CPU in float32 when it builds,
       else einsum. Raises ValueError for an explicit choice that cannot run.
     """

@@ -167,7 +167,10 @@ def empirical_receptive_field(generator_fn: Callable, n_mels: int, frames: int =
         noise = rng.normal(0.0, 20.0, size=n_mels).astype(np.float32)
         batch[2 * b + 1, j] += noise
         batch[2 * b + 2, j] -= noise
-    out = _as_audio(generator_fn(batch))
+    # One call per copy, so that every copy runs the same kernels: batched, on a CPU without
+    # oneDNN (docs/BENCHMARKS.md, the Zen 3 machine), frames far from the probe came out
+    # different too, and the field read as unbounded.
+    out = np.concatenate([_as_audio(generator_fn(batch[b:b + 1])) for b in range(len(batch))])
     hop = out.shape[1] // frames
     for b, j in enumerate(probes):
         changed = np.nonzero((out[2 * b + 1] != out[0]) | (out[2 * b + 2] != out[0]))[0]
