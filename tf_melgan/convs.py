@@ -50,14 +50,14 @@ class Conv1D(keras.layers.Conv1D):
     def convolution_op(self, inputs, kernel):
         if self.padding != "valid":
             raise ValueError("tf_melgan's Conv1D supports padding='valid' only (pad explicitly)")
-        if self.groups == 1 and self.dilation_rate != (1,):
+        if self.dilation_rate != (1,):
+            if self.groups != 1:
+                raise ValueError("grouped Conv1D supports dilation 1 only")
             if self.strides != (1,):
                 raise ValueError("dilated Conv1D supports stride 1 only")
             return dilated_conv1d(inputs, kernel, self.dilation_rate[0])
         if self.groups == 1:
             return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID")
-        if self.dilation_rate != (1,):
-            raise ValueError("grouped Conv1D supports dilation 1 only")
         if self.grouped == "builtin":
             return tf.nn.conv1d(inputs, kernel, self.strides[0], "VALID")
         if self.grouped == "native" and native.supports(
