@@ -390,6 +390,7 @@ def test_int8_io_with_percentile_ranges(model_dir, tmp_path, saved_model, int8_m
     assert lines[0] == GENERATOR_LINE.format(model_dir)
     assert [line.split(" in ")[0] for line in lines if " segments in " in line] == [
         "calibrating: 6 segments", "activation ranges: 6 segments"]
+    assert lines[1].startswith("WARNING: no quantization-aware form here")
     assert sidecar["activation_ranges"] == conv.DEFAULT_RANGES
     assert sidecar["input"]["dtype"] == sidecar["output"]["dtype"] == "int8"
     assert all(k.endswith("int8 x int8") for k in sidecar["kernels"])

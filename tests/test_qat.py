@@ -106,7 +106,7 @@ def test_points_ranges_and_round_trips(qat_dir):
         assert q.lo is not None
 
 
-def test_converter_honours_the_qat_ranges(qat_dir, tmp_path):
+def test_converter_honours_the_qat_ranges(qat_dir, tmp_path, capsys):
     """The converter quantizes with the QAT ranges (every one's int8 scale is in the
     .tflite), checks the .tflite against the fake-quant Keras generator (its SNR floor) and
     says so in the manifest."""
@@ -122,6 +122,7 @@ def test_converter_honours_the_qat_ranges(qat_dir, tmp_path):
     # LiteRT (trained models: 15-21 dB, docs/BENCHMARKS.md); the scales below are the test.
     sidecar = convert(qat_dir, out, "int8", num_calibration=4, calibration_frames=64,
                       num_validation=1, min_snr_db=0.0)
+    assert "WARNING: no quantization-aware form" not in capsys.readouterr().out
     assert sidecar["activation_ranges"] == "qat"
     assert sidecar["validation"]["reference"].startswith("Keras fake-quant")
     assert np.isfinite(sidecar["validation"]["snr_db"])

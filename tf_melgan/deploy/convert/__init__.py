@@ -154,6 +154,10 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         if trained_float:  # as it trained (qat_float_output, qat_float_stages)
             float_layers = (*float_layers, *trained_float)
             log(f"QAT with float32 layers: --float_layers {','.join(trained_float)}")
+    elif qat_allowed:  # e.g. `ljspeech_large`, shipped without an int8 form
+        log("WARNING: no quantization-aware form here (training.qat; MODEL_DIR/int8): int8 "
+            "from the float weights loses much of a trained vocoder's quality (docs/"
+            "BENCHMARKS.md, \"Quantization-aware fine-tuning\"). --fp16 keeps it.")
     # The .tflite holds about 4 / 2 / 1 byte(s) per weight; golden pair and json are small.
     check_output(output, {"float32": 4, "fp16": 2}.get(mode, 1) * generator.count_params()
                  + (4 << 20))
