@@ -396,3 +396,22 @@ def test_ljspeech_cpu_recipe_sets_its_levers_and_nothing_else_changes_the_paper(
     assert c.loss.stft_resolutions == [[1024, 120, 600], [2048, 240, 1200], [512, 50, 240]]
     assert c.audio == Config().audio and c.loss.lambda_feat == 10.0  # the paper's features
     assert c.data.validation_clips == 16 and len(c.data.path) == 2
+
+
+def test_ljspeech_gpu_recipe_is_the_cpu_one_at_the_papers_sizes():
+    """What a GPU run changes (configs/ljspeech_gpu.yaml): sizes only, so that its result
+    speaks for the CPU recipe's levers."""
+    configs = os.path.dirname(BASE)
+    cpu = load_config(os.path.join(configs, "ljspeech_cpu.yaml"))
+    gpu = load_config(os.path.join(configs, "ljspeech_gpu.yaml"))
+    assert (gpu.generator.ngf, gpu.discriminator.max_channels,
+            gpu.discriminator.period_channels, gpu.training.batch_size) == (32, 1024, 32, 16)
+    assert gpu.generator.ngf == Config().generator.ngf  # the paper's generator
+    assert gpu.discriminator.max_channels == Config().discriminator.max_channels
+    resized = dataclasses.replace(
+        cpu, generator=dataclasses.replace(cpu.generator, ngf=32),
+        discriminator=dataclasses.replace(cpu.discriminator, max_channels=1024,
+                                          period_channels=32),
+        training=dataclasses.replace(cpu.training, batch_size=16, steps_per_epoch=1000,
+                                     checkpoint_every=1000))
+    assert gpu == resized
