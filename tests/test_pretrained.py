@@ -1,5 +1,6 @@
-"""The shipped vocoder (tf_melgan/pretrained/ljspeech): found by name everywhere a model dir
-is taken, loads, and sounds voiced on a held-out LJ Speech clip it never heard."""
+"""The shipped vocoders (tf_melgan/pretrained/ljspeech, ljspeech_large): found by name
+everywhere a model dir is taken, load, and sound voiced on held-out LJ Speech clips they
+never heard."""
 
 import json
 import os
@@ -35,34 +36,39 @@ def test_what_an_export_records_of_a_shipped_model_names_no_machine(tmp_path):
     assert all(p.startswith(os.path.join("tf_melgan", "pretrained", "")) for p in recorded)
 
 
-def test_loads_by_name_in_python_and_for_init_from():
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_loads_by_name_in_python_and_for_init_from(name):
     import tf_melgan
     from tf_melgan.checkpoint import load_generator
     from tf_melgan.resume import init_checkpoint
-    generator, config = load_generator("ljspeech")
-    vocoder = tf_melgan.load_vocoder("ljspeech")
+    generator, config = load_generator(name)
+    vocoder = tf_melgan.load_vocoder(name)
     assert vocoder.sample_rate == config.audio.sample_rate == 22050
     mel = np.full((1, 20, 80), -4.0, np.float32)
     np.testing.assert_allclose(vocoder(mel), np.asarray(generator(mel)), atol=1e-5)
-    # train --init_from ljspeech: the generator's weights (no checkpoint is shipped)
-    assert init_checkpoint(config, "ljspeech").path.endswith("best_generator.weights.h5")
-    card = json.load(open(os.path.join(SHIPPED, "card.json")))
-    assert card["step"] == json.load(open(os.path.join(SHIPPED, "best.json")))["step"]
+    # train --init_from NAME: the generator's weights (no checkpoint is shipped)
+    assert init_checkpoint(config, name).path.endswith("best_generator.weights.h5")
+    card = json.load(open(os.path.join(pretrained.path(name), "card.json")))
+    assert card["step"] == json.load(open(os.path.join(pretrained.path(name),
+                                                       "best.json")))["step"]
+    assert card["parameters"] == generator.folded().count_params()
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(LJ, "ljspeech-extra")),
                     reason="needs ../shared/data (the held-out LJ Speech clips)")
-def test_on_held_out_clips_as_its_card_says(monkeypatch):
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_on_held_out_clips_as_its_card_says(monkeypatch, name):
     """4 held-out clips (3 s each) the model never heard: no frame-rate comb, and pyin
     voicing agreement and log-mel L1 within a margin of the card's 16-clip figures (the
     card is what the README's model card quotes)."""
     from benchmarks.curve import evaluate, held_out_clips
     from tf_melgan.checkpoint import load_generator
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    generator, config = load_generator("ljspeech")
-    clips = held_out_clips(config, SHIPPED, 4, 3.0)
+    generator, config = load_generator(name)
+    clips = held_out_clips(config, pretrained.path(name), 4, 3.0)
     scores = evaluate(lambda m: generator(m), clips, config.audio, pesq_stoi=False)
-    card = json.load(open(os.path.join(SHIPPED, "card.json")))["held_out"]["vocoder"]
+    card = json.load(open(os.path.join(pretrained.path(name), "card.json")))
+    card = card["held_out"]["vocoder"]
     assert scores["frame_comb_db"] < 6.0, scores  # a transposed-conv MelGAN here: 17-23 dB
     assert scores["voicing"] > card["voicing"] - 0.15, (scores, card)
     assert scores["log_mel_l1"] < card["log_mel_l1"] + 0.1, (scores, card)

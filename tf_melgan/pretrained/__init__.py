@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = ("ljspeech",)
+NAMES = ("ljspeech", "ljspeech_large")
 
 
 def path(name: str) -> str:
