@@ -14,6 +14,12 @@ SHIPPED = pretrained.path("ljspeech")
 LJ = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
+def read_json(name, filename):
+    """A JSON file of a shipped vocoder's model dir (card.json, best.json)."""
+    with open(os.path.join(pretrained.path(name), filename)) as f:
+        return json.load(f)
+
+
 def test_names_resolve_to_the_package_and_paths_win(tmp_path, monkeypatch):
     assert pretrained.resolve("ljspeech") == SHIPPED
     assert os.path.isfile(os.path.join(SHIPPED, "best_generator.weights.h5"))
@@ -48,9 +54,8 @@ def test_loads_by_name_in_python_and_for_init_from(name):
     np.testing.assert_allclose(vocoder(mel), np.asarray(generator(mel)), atol=1e-5)
     # train --init_from NAME: the generator's weights (no checkpoint is shipped)
     assert init_checkpoint(config, name).path.endswith("best_generator.weights.h5")
-    card = json.load(open(os.path.join(pretrained.path(name), "card.json")))
-    assert card["step"] == json.load(open(os.path.join(pretrained.path(name),
-                                                       "best.json")))["step"]
+    card = read_json(name, "card.json")
+    assert card["step"] == read_json(name, "best.json")["step"]
     assert card["parameters"] == generator.folded().count_params()
 
 
@@ -67,8 +72,7 @@ def test_on_held_out_clips_as_its_card_says(monkeypatch, name):
     generator, config = load_generator(name)
     clips = held_out_clips(config, pretrained.path(name), 4, 3.0)
     scores = evaluate(lambda m: generator(m), clips, config.audio, pesq_stoi=False)
-    card = json.load(open(os.path.join(pretrained.path(name), "card.json")))
-    card = card["held_out"]["vocoder"]
+    card = read_json(name, "card.json")["held_out"]["vocoder"]
     assert scores["frame_comb_db"] < 6.0, scores  # a transposed-conv MelGAN here: 17-23 dB
     assert scores["voicing"] > card["voicing"] - 0.15, (scores, card)
     assert scores["log_mel_l1"] < card["log_mel_l1"] + 0.1, (scores, card)
@@ -125,5 +129,5 @@ def test_shipped_int8_tflite_is_the_int8_its_training_simulated(monkeypatch):
     mel = mel_of_audio(clip[0], vocoder)[None]
     assert snr_db(np.asarray(generator(mel)), vocoder(mel)) >= QAT_MIN_SNR_DB
     scores = evaluate(lambda m: vocoder(np.asarray(m)), clip, config.audio, pesq_stoi=False)
-    card = json.load(open(os.path.join(SHIPPED, "card.json")))["held_out"]["vocoder"]
+    card = read_json("ljspeech", "card.json")["held_out"]["vocoder"]
     assert scores["voicing"] > card["voicing"] - 0.15, (scores, card)
