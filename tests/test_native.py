@@ -2,6 +2,8 @@
 in the forward pass and both gradients, and a training step that does not change with it."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -187,3 +189,31 @@ def test_compile_picks_builtin_on_a_gpu(tiny_config, monkeypatch):
     grouped = [getattr(c, "layer", c) for c in conv_layers(gan.discriminator)
                if getattr(c, "layer", c).groups > 1]
     assert grouped and all(c.grouped == "builtin" for c in grouped)
+
+
+def test_builds_and_loads_with_avx512fp16_forced(tmp_path):
+    # -march=native on an Intel CPU with AVX512-FP16 turns it on, and TF's bundled Eigen
+    # then fails to compile; forcing the flag reproduces that on any x86-64 g++.
+    if native.platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("an x86-64 flag")
+    path = native.build(str(tmp_path), extra_flags=["-mavx512fp16"])
+    # A fresh interpreter: this one may have registered the ops already from the cache.
+    check = ("import sys, numpy as np, tensorflow as tf\n"
+             "lib = tf.load_op_library(sys.argv[1])\n"
+             "y = lib.melgan_grouped_conv1d(tf.ones([1, 8, 16]), tf.ones([3, 4, 16]), "
+             "stride=1, groups=4)\n"
+             "assert y.shape == (1, 6, 16) and np.all(y.numpy() == 12.0), y\n")
+    proc = subprocess.run([sys.executable, "-c", check, path], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_compiler_errors_keeps_the_error_lines_not_the_first():
+    log = ("In file included from a.h:1,\n                 from b.cc:2:\n"
+           "PacketMathFP16.h:740: error: expected initializer before '<' token\n"
+           "  740 |   foo<\n      |      ^\n"
+           "b.cc:9: error: 'bar' was not declared\n")
+    assert native.compiler_errors(log) == (
+        "PacketMathFP16.h:740: error: expected initializer before '<' token\n"
+        "b.cc:9: error: 'bar' was not declared")
+    assert native.compiler_errors("ld: cannot find -ltensorflow_framework\n") == \
+        "ld: cannot find -ltensorflow_framework"

@@ -52,15 +52,37 @@ def _cache_dir():
     raise RuntimeError(f"no writable cache directory for the native op ({candidates})")
 
 
-def build(output_dir=None, compiler=None):
+# ISA extensions that -march=native turns on where TensorFlow's bundled Eigen does not
+# compile with them: AVX512-FP16 (Intel Sapphire Rapids and later) stops the build in
+# Eigen's PacketMathFP16.h. The op does not use half precision, so nothing is lost.
+X86_MASK = ("-mno-avx512fp16",)
+
+
+def _isa_flags(extra_flags=()):
+    """-march=native, then `extra_flags`, then (on x86) X86_MASK, which wins over both."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    return ["-march=native", *extra_flags, *(X86_MASK if x86 else ())]
+
+
+def compiler_errors(stderr: str, keep: int = 6) -> str:
+    """The lines of a g++ log that say what failed (its 'error' lines, the last `keep`),
+    else its last lines: the first line is usually only 'In file included from'."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return "\n".join((errors or lines)[-keep:])
+
+
+def build(output_dir=None, compiler=None, extra_flags=()):
     """Compiles the op library (if not cached) and returns the path of the .so.
 
-    Raises RuntimeError with the compiler's message when it cannot be built.
+    `extra_flags` go after -march=native (tests force ISA extensions with them). Raises
+    RuntimeError with the compiler's error lines when it cannot be built.
     """
     compiler = compiler or os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler '{compiler}' on PATH")
-    flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
+    flags = _isa_flags(extra_flags) + tf.sysconfig.get_compile_flags() + \
+        tf.sysconfig.get_link_flags()
     with open(SOURCE, "rb") as f:
         source = f.read()
     key = hashlib.sha256(b"\0".join([source, tf.__version__.encode(), " ".join(flags).encode(),
@@ -73,11 +95,13 @@ def build(output_dir=None, compiler=None):
     # Built under a temporary name and renamed: concurrent workers never load half a file.
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=output_dir)
     os.close(fd)
-    cmd = [compiler, "-shared", "-fPIC", "-O3", "-march=native", "-w", SOURCE, "-o", tmp, *flags]
+    cmd = [compiler, "-shared", "-fPIC", "-O3", "-w", SOURCE, "-o", tmp, *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         os.unlink(tmp)
-        raise RuntimeError("building the native grouped conv failed:\n" + proc.stderr[-2000:])
+        raise RuntimeError("building the native grouped conv failed: "
+                           + (compiler_errors(proc.stderr) or f"{compiler} exited "
+                              f"{proc.returncode}"))
     os.replace(tmp, path)
     return path
 
@@ -92,7 +116,7 @@ def load():
         return tf.load_op_library(build())
     except (RuntimeError, OSError, tf.errors.NotFoundError) as e:
         log.warning("tf_melgan: native grouped conv unavailable, using the slower TF "
-                    "formulation (%s)", str(e).splitlines()[0])
+                    "formulation (%s)", e)
         return None
 
 
