@@ -25,7 +25,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "ai-edge-litert>=2", "pesq>=0.0.4", "pystoi>=0.4"],
-        "eval": ["pesq>=0.0.4", "pystoi>=0.4", "matplotlib>=3.7"],  # benchmarks/quality.py
+        "eval": ["pesq>=0.0.4", "pystoi>=0.4", "matplotlib>=3.7", "speechmos>=0.0.1",
+                 "onnxruntime>=1.16"],  # benchmarks/quality.py
         "litert": ["ai-edge-litert>=1.2"],  # the converter's checks, .tflite synthesis
         "torch": ["torch>=2.1"],  # CPU build here: pip install torch==2.13.0
     },

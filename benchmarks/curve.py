@@ -2,14 +2,15 @@
 """One point of a training run's learning curve, on its held-out clips:
 
     python -m benchmarks.curve --model_dir runs/ljspeech_cpu [--which latest] [--clips 16]
-                               [--seconds 3] [--out docs/curves/ljspeech_cpu.csv]
+                               [--seconds 3] [--dnsmos] [--out docs/curves/ljspeech_cpu.csv]
 
 Loads the generator (latest checkpoint by default), vocodes the first `--seconds` of each
 held-out clip of the model's data split (the clips training never saw) from their log-mels,
 and prints / appends one row: step, training hours (summed from the run's TensorBoard
 steps/s, so pauses and resumes do not count), validation log-mel L1 and the speech figures
 of tf_melgan.metrics (voicing, F0 error, PESQ-wb, STOI, frame comb), averaged over clips.
-`--griffin_lim` prints the same figures for Griffin-Lim (32 iterations) from the same mels.
+`--griffin_lim` prints the same figures for Griffin-Lim (32 iterations) from the same mels;
+`--dnsmos` adds DNSMOS (tf_melgan.metrics.dnsmos) and prints the recordings' own.
 A run started with `--init_from` another run's generator counts its steps and hours from
 zero: `--init_step S --init_hours H` (that generator's) put its rows on the other's axes.
 """
@@ -30,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 COLUMNS = ["step", "train_hours", "log_mel_l1", "voicing", "f0_error_cents", "pesq_wb",
-           "stoi", "frame_comb_db"]
+           "stoi", "frame_comb_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"]
 
 
 def training_hours(model_dir: str, up_to_step: int) -> float:
@@ -64,7 +65,7 @@ def held_out_clips(config, model_dir, n, seconds):
     return clips
 
 
-def evaluate(vocode, clips, audio_config, pesq_stoi=True):
+def evaluate(vocode, clips, audio_config, pesq_stoi=True, mos=False):
     """Mean figures of `vocode(mel [1, frames, n_mels]) -> waveform` over `clips`."""
     from tf_melgan.audio import log_mel_numpy
     from tf_melgan.metrics import log_mel_l1, pitch, speech_scores
@@ -73,7 +74,7 @@ def evaluate(vocode, clips, audio_config, pesq_stoi=True):
     for audio in clips:
         mel = log_mel_numpy(audio, audio_config).astype(np.float32)
         out = np.asarray(vocode(mel[None]))[0][:len(audio)]
-        row = speech_scores(audio, out, sr, hop, pitch(audio, sr, hop), pesq_stoi)
+        row = speech_scores(audio, out, sr, hop, pitch(audio, sr, hop), pesq_stoi, mos)
         row["log_mel_l1"] = log_mel_l1(mel, out, audio_config)
         rows.append(row)
     mean = {}
@@ -91,6 +92,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--no_pesq", action="store_true", help="skip PESQ and STOI (faster)")
     p.add_argument("--griffin_lim", action="store_true")
+    p.add_argument("--dnsmos", action="store_true",
+                   help="add DNSMOS (speechmos + onnxruntime), and the recordings' own")
     p.add_argument("--out", default=None, help="CSV to append the row to")
     p.add_argument("--init_step", type=int, default=0,
                    help="added to the step: the --init_from generator's")
@@ -106,15 +109,20 @@ def main(argv=None) -> int:
     row = {"step": args.init_step + step,
            "train_hours": args.init_hours + training_hours(args.model_dir, step),
            **evaluate(lambda m: generator(tf.constant(m), training=False), clips,
-                      config.audio, not args.no_pesq)}
+                      config.audio, not args.no_pesq, args.dnsmos)}
     print(", ".join(f"{k} {row.get(k)}" if not isinstance(row.get(k), float)
                     else f"{k} {row[k]:.3f}" for k in COLUMNS), flush=True)
     if args.griffin_lim:
         from benchmarks._speech import griffin_lim
         gl = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio,
-                      not args.no_pesq)
+                      not args.no_pesq, args.dnsmos)
         print("griffin-lim: " + ", ".join(f"{k} {gl[k]:.3f}" for k in COLUMNS[2:]
                                           if gl.get(k) is not None), flush=True)
+    if args.dnsmos:
+        from tf_melgan.metrics import dnsmos
+        rec = [dnsmos(a, config.audio.sample_rate) for a in clips]
+        print("recordings: " + ", ".join(f"{k} {np.mean([r[k] for r in rec]):.3f}"
+                                         for k in rec[0]), flush=True)
     if args.out:
         new = not os.path.isfile(args.out)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -68,3 +68,22 @@ def test_multi_resolution_stft_loss_matches_parallel_wavegan():
     assert np.isclose(float(total), sc_ref + mag_ref, rtol=2e-3)
     same = multi_resolution_stft_loss(real.astype("float32"), real.astype("float32"), resolutions)
     assert float(same[0]) < 1e-5  # ... and 0 for identical ones
+
+
+def test_phase_losses_match_apnets_formulas():
+    from tf_melgan.losses import phase_losses
+    rng = np.random.default_rng(0)
+    fake, real = rng.uniform(-9, 9, (2, 6, 11)), rng.uniform(-np.pi, np.pi, (2, 6, 11))
+
+    def aw(x):  # APNet's anti-wrapping function
+        return np.abs(x - np.round(x / (2 * np.pi)) * 2 * np.pi)
+
+    expected = (aw(fake - real).mean(),
+                aw(np.diff(fake, axis=2) - np.diff(real, axis=2)).mean(),
+                aw(np.diff(fake, axis=1) - np.diff(real, axis=1)).mean())
+    ours = [float(v) for v in phase_losses(fake.astype(np.float32), real.astype(np.float32))]
+    np.testing.assert_allclose(ours, expected, rtol=1e-5)
+    # a whole turn away is no distance: phases live on the circle
+    shifted = [float(v) for v in phase_losses((real + 4 * np.pi).astype(np.float32),
+                                              real.astype(np.float32))]
+    np.testing.assert_allclose(shifted, 0.0, atol=1e-5)

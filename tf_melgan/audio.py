@@ -79,7 +79,7 @@ def mel_filters(config: AudioConfig) -> np.ndarray:
     return fb.T.astype(np.float32)
 
 
-def _window(config: AudioConfig) -> np.ndarray:
+def stft_window(config: AudioConfig) -> np.ndarray:
     # Periodic Hann of win_length, centred in n_fft like torch.stft / librosa; float64,
     # rounded to float32 for the presets from PyTorch projects (torch.hann_window).
     win = np.hanning(config.win_length + 1)[:-1]
@@ -88,7 +88,7 @@ def _window(config: AudioConfig) -> np.ndarray:
     return win.astype(np.float32).astype(np.float64) if config.preset.float32_window else win
 
 
-def _padding(config: AudioConfig) -> int:
+def stft_padding(config: AudioConfig) -> int:
     if config.preset.padding == "center":
         return config.n_fft // 2
     return (config.n_fft - config.hop_length) // 2
@@ -96,7 +96,7 @@ def _padding(config: AudioConfig) -> int:
 
 def num_frames(samples: int, config: AudioConfig, full: bool = False) -> int:
     """Frames of the log-mel of `samples` samples (see `log_mel_numpy`)."""
-    pad = _padding(config)
+    pad = stft_padding(config)
     frames = (samples + 2 * pad - config.n_fft) // config.hop_length + 1
     return frames if full else min(frames, samples // config.hop_length)
 
@@ -119,11 +119,11 @@ def log_mel_numpy(audio: np.ndarray, config: AudioConfig, full: bool = False,
     preset = config.preset
     audio = np.asarray(audio, dtype=np.float64)
     samples = audio.shape[-1]
-    pad = _padding(config)
+    pad = stft_padding(config)
     widths = [(0, 0)] * (audio.ndim - 1) + [(pad, pad)]
     padded = np.pad(audio, widths, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft, axis=-1)
-    frames = frames[..., :: config.hop_length, :] * _window(config)
+    frames = frames[..., :: config.hop_length, :] * stft_window(config)
     frames = frames[..., : num_frames(samples, config, full), :]
     spectrum = np.fft.rfft(frames, axis=-1)
     if preset.magnitude_eps:
@@ -166,7 +166,7 @@ class LogMel(keras.layers.Layer):
         self.audio_config = audio_config or AudioConfig()
         self.full = bool(full)
         self._filters = mel_filters(self.audio_config).astype(np.float64)
-        self._window_np = _window(self.audio_config)
+        self._window_np = stft_window(self.audio_config)
         if stats is None:
             stats = mel_stats(self.audio_config)
         self._stats = None if stats is None else np.asarray(stats, np.float64)
@@ -177,7 +177,7 @@ class LogMel(keras.layers.Layer):
     def call(self, audio):
         c, preset = self.audio_config, self.audio_config.preset
         audio = tf.cast(audio, tf.float64)
-        pad = _padding(c)
+        pad = stft_padding(c)
         rank = len(audio.shape)
         padded = tf.pad(audio, [[0, 0]] * (rank - 1) + [[pad, pad]], mode="REFLECT")
         frames = tf.signal.frame(padded, c.n_fft, c.hop_length)

@@ -13,7 +13,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tf_melgan.config import Config, load_config
-from tf_melgan.generator import Generator
+from tf_melgan.builders import build_generator
 from tf_melgan.pretrained import resolve
 
 
@@ -110,7 +110,7 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     model_dir = resolve(model_dir)
     config = load_model_config(model_dir)
-    generator = Generator.from_model_config(config, quantize=quantize)
+    generator = build_generator(config, quantize=quantize)
     source = generator_source(model_dir, which)
     if source.which == "best":
         try:

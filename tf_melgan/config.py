@@ -112,6 +112,16 @@ class GeneratorConfig:
     # 2r + 1), instead of a transposed conv, which adds tones at multiples of its input
     # rate (Pons et al., "Upsampling artifacts in neural audio synthesis", ICASSP 2021).
     upsampling: str = "transposed"  # transposed | nearest
+    # Not in the paper: 'fourier' is a frame-rate body and a Fourier head whose inverse STFT
+    # (the mel's n_fft, window and hop) makes the waveform, its magnitude a residual over
+    # the mel's pseudo-inverse (tf_melgan.fourier_generator; Vocos, Siuzdak 2023; FreeV, Lv
+    # et al. 2024). ratios and upsampling are then unused; ngf, n_residual_layers too.
+    head: str = "waveform"  # waveform | fourier
+    body: str = "convnext"  # head fourier: convnext (Vocos) | resnet (MelGAN's blocks)
+    dim: int = 256  # head fourier: the body's channels
+    n_blocks: int = 8  # head fourier: ConvNeXt or residual blocks
+    intermediate: int = 0  # head fourier, convnext: the blocks' hidden width; 0 = 3 * dim
+    phase: str = "angle"  # head fourier: angle (Vocos) | unit (APNet2's two outputs)
 
 
 @dataclass
@@ -150,6 +160,11 @@ class LossConfig:
     lambda_stft: float = 0.0
     stft_resolutions: List[List[int]] = field(
         default_factory=lambda: [[1024, 120, 600], [2048, 240, 1200], [512, 50, 240]])
+    # Not in the paper (0 = off; generator.head: fourier only): weight of APNet's
+    # anti-wrapped phase losses (Ai & Ling 2023), instantaneous phase + group delay +
+    # instantaneous angular frequency, between the head's phase and the real audio's at
+    # the mel's STFT (APNet: 100).
+    lambda_phase: float = 0.0
 
 
 @dataclass
@@ -390,6 +405,27 @@ def _positive(value, where):
         raise ConfigError(f"{where} must be positive, got {value}")
 
 
+def _validate_fourier(config: Config) -> None:
+    a, g = config.audio, config.generator
+    if g.body not in ("convnext", "resnet"):
+        raise ConfigError(f"generator.body must be 'convnext' or 'resnet', got '{g.body}'")
+    if g.phase not in ("angle", "unit"):
+        raise ConfigError(f"generator.phase must be 'angle' or 'unit', got '{g.phase}'")
+    for name in ("dim", "n_blocks"):
+        _positive(getattr(g, name), f"generator.{name}")
+    if g.intermediate < 0:
+        raise ConfigError(f"generator.intermediate must be >= 0, got {g.intermediate}")
+    if 2 * a.hop_length > a.win_length:
+        # The inverse STFT divides by the overlap-added squared window: with hop > win / 2
+        # it has zeros between frames.
+        raise ConfigError(f"generator.head: fourier needs audio.hop_length <= win_length / 2 "
+                          f"(its inverse STFT overlap-adds windows); got hop {a.hop_length}, "
+                          f"win_length {a.win_length}")
+    if config.training.qat:
+        raise ConfigError("training.qat is not available for generator.head: fourier "
+                          "(convert --quantize keeps the inverse STFT in float32)")
+
+
 def validate(config: Config) -> None:
     """Raises ConfigError with a clear message for inconsistent settings."""
     a, g, d, t, data = (config.audio, config.generator, config.discriminator,
@@ -426,9 +462,13 @@ def validate(config: Config) -> None:
         if not a.stats_path:
             raise ConfigError("audio.stats_path must be a file path or null, got ''")
         read_mel_stats(a.stats_path, a.n_mels)
-    if not g.ratios or any(r <= 0 for r in g.ratios):
+    if g.head not in ("waveform", "fourier"):
+        raise ConfigError(f"generator.head must be 'waveform' or 'fourier', got '{g.head}'")
+    if g.head == "fourier":
+        _validate_fourier(config)
+    elif not g.ratios or any(r <= 0 for r in g.ratios):
         raise ConfigError(f"generator.ratios must be positive integers, got {g.ratios}")
-    if math.prod(g.ratios) != a.hop_length:
+    elif math.prod(g.ratios) != a.hop_length:
         raise ConfigError(f"the product of generator.ratios {g.ratios} is "
                           f"{math.prod(g.ratios)}, but audio.hop_length is {a.hop_length}; "
                           "they must be equal")
@@ -454,7 +494,10 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{name}.init must be 'pytorch' or 'normal', got '{section.init}'")
     if config.loss.lambda_feat < 0:
         raise ConfigError("loss.lambda_feat must be >= 0")
-    for name in ("lambda_mel", "lambda_stft"):
+    if config.loss.lambda_phase and g.head != "fourier":
+        raise ConfigError("loss.lambda_phase needs generator.head: fourier (the phase it "
+                          "compares is the head's)")
+    for name in ("lambda_mel", "lambda_stft", "lambda_phase"):
         if getattr(config.loss, name) < 0:
             raise ConfigError(f"loss.{name} must be >= 0")
     for i, res in enumerate(config.loss.stft_resolutions):

@@ -98,18 +98,6 @@ class Generator(keras.Model):
                    init_stddev=config.init_stddev, activation=config.activation,
                    upsampling=config.upsampling, **kwargs)
 
-    @classmethod
-    def from_model_config(cls, config: Config, quantize: bool = False) -> "Generator":
-        """The built generator of a model's whole config (training and loading share it);
-        with quantize, simulating int8 the way training.qat trains it."""
-        g = cls.from_config_dataclass(config.generator, config.audio.n_mels, name="generator",
-                                      quantize=quantize,
-                                      float_output=quantize and config.training.qat_float_output,
-                                      float_stages=config.training.qat_float_stages
-                                      if quantize else 0)
-        g.build((None, None, config.audio.n_mels))
-        return g
-
     def build(self, input_shape=None):
         self.conv_pre.build((None, None, self.n_mels))
         channels = self.ngf * 2 ** len(self.ratios)

@@ -6,6 +6,7 @@ maps whose last element is the score map.
 
 from __future__ import annotations
 
+import numpy as np
 from keras import ops
 
 
@@ -70,6 +71,23 @@ def multi_resolution_stft_loss(fake, real, resolutions):
         mag += ops.mean(ops.abs(ops.log(s_real) - ops.log(s_fake)))
     sc, mag = sc / len(resolutions), mag / len(resolutions)
     return sc + mag, sc, mag
+
+
+def anti_wrapped(x):
+    """|x - 2 pi round(x / 2 pi)|: the distance of a phase difference to 0 on the circle."""
+    return ops.abs(x - 2.0 * np.pi * ops.round(x / (2.0 * np.pi)))
+
+
+def phase_losses(fake_phase, real_phase):
+    """APNet's phase losses (Ai & Ling 2023, eq. 5-7) of [batch, frames, bins] phases:
+    (instantaneous phase, group delay, instantaneous angular frequency), each the mean
+    anti-wrapped difference of the phases, of their differences along frequency, along
+    time."""
+    fake, real = _f32(fake_phase), ops.stop_gradient(_f32(real_phase))
+    ip = ops.mean(anti_wrapped(fake - real))
+    gd = ops.mean(anti_wrapped(ops.diff(fake, axis=-1) - ops.diff(real, axis=-1)))
+    iaf = ops.mean(anti_wrapped(ops.diff(fake, axis=-2) - ops.diff(real, axis=-2)))
+    return ip, gd, iaf
 
 
 def mel_l1(mel_a, mel_b):

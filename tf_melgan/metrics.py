@@ -8,9 +8,12 @@ What the field reports for copy synthesis (wav -> log-mel -> vocoder -> wav):
 - `frame_comb_db`: how much the output's long-term spectrum peaks at multiples of the
   frame rate sr / hop (a frame-periodic output, the failure mode of an undertrained
   MelGAN: ../docs/BENCHMARKS.md, Quality); ~0-3 dB for a recording;
-- `log_mel_l1` (tf_melgan.audio's recipe), the official model-selection criterion.
+- `log_mel_l1` (tf_melgan.audio's recipe), the official model-selection criterion;
+- `dnsmos`: Microsoft's non-intrusive MOS predictor (DNSMOS, Reddy et al. 2022), P.835
+  SIG, BAK, OVRL and P.808, no reference needed.
 
-`pesq` and `pystoi` are optional dependencies (`pip install tf-melgan[eval]`).
+`pesq`, `pystoi`, `speechmos` and `onnxruntime` are optional dependencies
+(`pip install tf-melgan[eval]`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,18 @@ def stoi(ref, out, sr):
     return float(_stoi(ref, out, 16000, extended=False))
 
 
+def dnsmos(audio, sr) -> dict:
+    """DNSMOS of one clip at 16 kHz: {dnsmos_ovrl, dnsmos_sig, dnsmos_bak, dnsmos_p808},
+    from the ONNX models the `speechmos` package ships, run by onnxruntime (nothing is
+    downloaded). speechmos scores 9.01 s windows a second apart and loops a shorter clip
+    to that length."""
+    from speechmos import dnsmos as _dnsmos
+    audio = np.clip(_at_16k(audio, sr), -1.0, 1.0).astype(np.float32)
+    r = _dnsmos.run(audio, 16000)
+    return {"dnsmos_ovrl": float(r["ovrl_mos"]), "dnsmos_sig": float(r["sig_mos"]),
+            "dnsmos_bak": float(r["bak_mos"]), "dnsmos_p808": float(r["p808_mos"])}
+
+
 def frame_comb_db(audio, sr, hop, fmax=4000.0, n_fft=16384):
     """Mean over k of the long-term power at k * sr / hop (k >= 1, up to fmax) over the
     median power of the surrounding half-period band, in dB. A frame-periodic signal has
@@ -95,9 +110,10 @@ def log_mel_l1(ref_mel, out, audio_config):
     return float(np.mean(np.abs(mel[:n] - ref_mel[:n])))
 
 
-def speech_scores(ref, out, sr, hop, ref_pitch=None, pesq_stoi=True):
+def speech_scores(ref, out, sr, hop, ref_pitch=None, pesq_stoi=True, mos=False):
     """Every figure above for one clip, as a dict (voicing, f0_error_cents, pesq_wb, stoi,
-    frame_comb_db). `ref_pitch` = pitch(ref) when already computed."""
+    frame_comb_db; with `mos`, dnsmos's too). `ref_pitch` = pitch(ref) when already
+    computed."""
     ref, out = _same_length(np.asarray(ref), np.asarray(out))
     scores = pitch_scores(ref_pitch if ref_pitch is not None else pitch(ref, sr, hop),
                           out, sr, hop)
@@ -105,4 +121,6 @@ def speech_scores(ref, out, sr, hop, ref_pitch=None, pesq_stoi=True):
     if pesq_stoi:
         scores["pesq_wb"] = pesq_wb(ref, out, sr)
         scores["stoi"] = stoi(ref, out, sr)
+    if mos:
+        scores.update(dnsmos(out, sr))
     return scores

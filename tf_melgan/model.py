@@ -8,10 +8,11 @@ import tensorflow as tf
 from tf_melgan.audio import LogMel
 from tf_melgan.config import Config
 from tf_melgan.discriminator import MultiPeriodDiscriminator, MultiScaleDiscriminator
-from tf_melgan.generator import Generator
+from tf_melgan.builders import build_generator
 from tf_melgan.native import choose_grouped_conv
 from tf_melgan.losses import (discriminator_loss, generator_loss, mel_l1,
-                              multi_resolution_stft_loss)
+                              multi_resolution_stft_loss, phase_losses)
+from tf_melgan.spectral import stft as mel_stft
 
 
 def make_optimizer(opt_config, mixed_float16=False):
@@ -38,16 +39,17 @@ class MelGAN(keras.Model):
     losses alone and D is not run.
     """
 
-    def __init__(self, generator: Generator, discriminator: MultiScaleDiscriminator,
+    def __init__(self, generator: keras.Model, discriminator: MultiScaleDiscriminator,
                  log_mel: LogMel, lambda_feat: float = 10.0, lambda_mel: float = 0.0,
                  period_discriminator: MultiPeriodDiscriminator | None = None,
                  lambda_stft: float = 0.0, stft_resolutions=(), grouped_conv: str = "auto",
-                 **kwargs):
+                 lambda_phase: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
         self.period_discriminator = period_discriminator
         self.lambda_feat, self.lambda_mel = lambda_feat, lambda_mel
         self.lambda_stft, self.stft_resolutions = lambda_stft, [list(r) for r in stft_resolutions]
+        self.lambda_phase = lambda_phase
         self.n_layers_d = discriminator.scale_kwargs["n_layers"]
         self.generator_only = False
         self.grouped_conv_setting = grouped_conv
@@ -55,7 +57,7 @@ class MelGAN(keras.Model):
 
     @classmethod
     def from_config_dataclass(cls, config: Config) -> "MelGAN":
-        g = Generator.from_model_config(config, quantize=config.training.qat)
+        g = build_generator(config, quantize=config.training.qat)
         d = MultiScaleDiscriminator.from_config_dataclass(config.discriminator,
                                                           name="discriminator")
         d.build()
@@ -68,7 +70,8 @@ class MelGAN(keras.Model):
         return cls(g, d, LogMel(config.audio), lambda_feat=loss.lambda_feat,
                    lambda_mel=loss.lambda_mel, period_discriminator=p,
                    lambda_stft=loss.lambda_stft, stft_resolutions=loss.stft_resolutions,
-                   grouped_conv=config.discriminator.grouped_conv)
+                   grouped_conv=config.discriminator.grouped_conv,
+                   lambda_phase=loss.lambda_phase)
 
     @property
     def discriminators(self):
@@ -89,7 +92,7 @@ class MelGAN(keras.Model):
         # Build the slots now, not inside the first traced (maybe distributed) step.
         g_optimizer.build(self.generator.trainable_variables)
         d_optimizer.build(self.d_variables())
-        names = ["d_loss", "g_loss", "g_adv", "feature_matching", "mel_l1", "stft"]
+        names = ["d_loss", "g_loss", "g_adv", "feature_matching", "mel_l1", "stft", "phase"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @property
@@ -139,7 +142,10 @@ class MelGAN(keras.Model):
         n_layers = [self.n_layers_d, 4]  # MPD: 4 strided convs, the same FM weighting
         values = {}
         with tf.GradientTape() as g_tape:
-            fake = self.generator(mel, training=True)
+            if self.lambda_phase:
+                fake, fake_phase = self.generator(mel, training=True, return_phase=True)
+            else:
+                fake = self.generator(mel, training=True)
             if not self.generator_only:
                 with g_tape.stop_recording():
                     with tf.GradientTape() as d_tape:
@@ -159,6 +165,11 @@ class MelGAN(keras.Model):
                 g_loss = 0.0
             reconstruction, l1, stft = self._reconstruction(fake, mel, audio)
             g_loss += reconstruction
+            if self.lambda_phase:
+                real_phase = tf.math.angle(mel_stft(audio, self.log_mel.audio_config))
+                phase = sum(phase_losses(fake_phase, real_phase))
+                g_loss += self.lambda_phase * phase
+                values["phase"] = phase
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         self.g_optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
         if l1 is None:

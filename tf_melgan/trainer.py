@@ -224,11 +224,11 @@ def _restore(gan, manager, model_dir: str, init_source) -> None:
 def _init(gan, source) -> None:
     """Starts G (and D, from a checkpoint) from `source` (tf_melgan.resume.InitSource),
     widening its generator when it is narrower (tf_melgan.widen)."""
+    from tf_melgan.builders import build_generator
     from tf_melgan.checkpoint import restore_weights
-    from tf_melgan.generator import Generator
     from tf_melgan.widen import widen_into
 
-    generator = Generator.from_model_config(source.config) if source.widens else gan.generator
+    generator = build_generator(source.config) if source.widens else gan.generator
     if source.path.endswith(".h5"):
         generator.load_weights(source.path)
         log.info("initialised the generator from %s; the discriminators start fresh",

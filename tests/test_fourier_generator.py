@@ -1,0 +1,63 @@
+"""tf_melgan.fourier_generator (and its body and head): the built model's facts."""
+
+import numpy as np
+import pytest
+
+from tf_melgan.builders import build_generator, rebuild
+from tf_melgan.config import ConfigError, load_config, validate
+from tf_melgan.streaming import empirical_receptive_field, stream_all
+
+
+def _config(*overrides):
+    return load_config(None, ["generator.head=fourier", "generator.dim=16",
+                              "generator.n_blocks=2", "generator.intermediate=24",
+                              *overrides])
+
+
+@pytest.mark.parametrize("body", ["convnext", "resnet"])
+def test_receptive_field_is_what_the_model_depends_on(body):
+    g = build_generator(_config(f"generator.body={body}"))
+    measured = empirical_receptive_field(g, 80, frames=64, method="gradient")
+    assert (measured.left, measured.right) == (g.receptive_field.left, g.receptive_field.right)
+
+
+def test_untrained_head_outputs_the_prior_magnitude():
+    g = build_generator(_config())
+    mel = np.random.default_rng(0).normal(-2, 1, (1, 12, 80)).astype(np.float32)
+    log_mag, _, _, _ = g.spectrum(mel)
+    np.testing.assert_allclose(log_mag.numpy(), g.head.prior(mel).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("body", ["convnext", "resnet"])
+def test_chunked_synthesis_equals_whole(body):
+    g = build_generator(_config(f"generator.body={body}")).folded()
+    mel = np.random.default_rng(1).normal(-2, 1, (1, 70, 80)).astype(np.float32)
+    whole = g(mel).numpy()[0]
+    chunked = stream_all(lambda m: g(m).numpy(), mel[0], chunk_frames=16,
+                         context_frames=(g.receptive_field.left, g.receptive_field.right))
+    assert np.max(np.abs(chunked - whole)) < 1e-5
+
+
+def test_folded_resnet_body_gives_the_same_output():
+    g = build_generator(_config("generator.body=resnet", "generator.activation=snake"))
+    mel = np.random.default_rng(2).normal(-2, 1, (1, 20, 80)).astype(np.float32)
+    np.testing.assert_allclose(g.folded()(mel).numpy(), g(mel).numpy(), atol=1e-5)
+    same = rebuild(g)
+    same.set_weights(g.get_weights())
+    np.testing.assert_allclose(same(mel).numpy(), g(mel).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("generator.body=unet", "generator.body"),
+    ("generator.phase=complex", "generator.phase"),
+    ("audio.hop_length=600", "hop_length <= win_length / 2"),
+    ("training.qat=true", "training.qat"),
+])
+def test_bad_fourier_configs_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_config(override, "generator.upsampling=nearest"))
+
+
+def test_phase_loss_needs_the_fourier_head():
+    with pytest.raises(ConfigError, match="lambda_phase"):
+        validate(load_config(None, ["loss.lambda_phase=1"]))
