@@ -18,6 +18,7 @@ from tf_melgan.deploy import graph, saved_model
 from tf_melgan.deploy.manifest import Manifest, manifest_for, read_manifest
 from tf_melgan.audio import load_audio, log_mel_numpy
 from tf_melgan.checkpoint import load_generator
+from tf_melgan.builders import build_generator
 from tf_melgan.config import config_from_dict
 from tf_melgan.generator import Generator
 from tf_melgan import synthesize as synthesize_module
@@ -385,7 +386,7 @@ def test_export_metadata_embeds_the_mel_normalisation(tmp_path):
     np.save(tmp_path / "mel_stats.npy", stats)
     config = config_from_dict({}, ["generator.ngf=8"])
     config.audio.stats_path = str(tmp_path / "mel_stats.npy")
-    meta = json.loads(manifest_for(config).to_json())
+    meta = json.loads(manifest_for(config, build_generator(config)).to_json())
     assert meta["audio"]["stats_path"] is None
     assert np.allclose([meta["mel_stats"]["mean"], meta["mel_stats"]["std"]], stats)
     manifest = Manifest.from_dict(meta)

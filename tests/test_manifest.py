@@ -9,31 +9,40 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from tf_melgan.builders import build_generator
 from tf_melgan.config import config_from_dict
 from tf_melgan.deploy.manifest import (SIDECAR, Manifest, ManifestError, manifest_for,
                                        read_manifest, sidecar_path)
 
 
+def _built(config):
+    return config, build_generator(config)
+
+
 def test_written_fields_round_trip_and_derive_the_architecture():
     config = config_from_dict({}, ["generator.ratios=[8,8,4]", "audio.hop_length=256",
                                    "generator.n_residual_layers=2"])
-    manifest = manifest_for(config)
+    manifest = manifest_for(config, build_generator(config))
     d = json.loads(manifest.to_json())
     assert list(d)[:4] == ["format", "format_version", "tf_melgan_version", "audio"]
     assert "file" not in d and "quantization" not in d  # a SavedModel's: no file fields
-    assert d["generator"] == {"ngf": config.generator.ngf, "ratios": [8, 8, 4],
-                              "n_residual_layers": 2, "hop_length": 256}
+    assert d["generator"] == {"head": "waveform", "ngf": config.generator.ngf,
+                              "ratios": [8, 8, 4], "n_residual_layers": 2,
+                              "upsampling": "transposed", "activation": "leaky_relu",
+                              "hop_length": 256}
     assert Manifest.from_dict(d).to_dict() == d
     again = Manifest.from_dict(d)
     assert again.hop == 256 and again.audio_config() == config.audio
     # dilations 1 + 3 after each upsampler, pre and post k7 convs (test_streaming's formula)
     from tf_melgan.streaming import receptive_field
-    assert again.receptive_field() == receptive_field(config)
+    field, derived = again.receptive_field(), receptive_field(config)
+    assert (field.left, field.right) == (derived.left, derived.right)
 
 
 def test_tflite_fields_are_kept_even_when_null():
     config = config_from_dict({}, [])
-    d = manifest_for(config, file="tflite", quantization="float32", calibration=None).to_dict()
+    d = manifest_for(config, build_generator(config), file="tflite", quantization="float32",
+                     calibration=None).to_dict()
     assert d["file"] == "tflite" and d["quantization"] == "float32"
     assert "calibration" in d and d["calibration"] is None
 
@@ -54,7 +63,7 @@ def test_an_older_converter_sidecar_reads(tmp_path):
 
 @pytest.mark.parametrize("where", ["assets", "dir", "stem", "full", "folder"])
 def test_reader_finds_every_placement(tmp_path, where):
-    text = manifest_for(config_from_dict({}, ["audio.n_mels=64"])).to_json()
+    text = manifest_for(*_built(config_from_dict({}, ["audio.n_mels=64"]))).to_json()
     saved = tmp_path / "sm"
     (saved / "assets").mkdir(parents=True)
     target = {"assets": saved / "assets" / SIDECAR, "dir": saved / SIDECAR,
@@ -77,7 +86,7 @@ def test_reader_none_or_one_error(tmp_path):
 
 
 def test_embedded_stats_shape_is_checked():
-    d = manifest_for(config_from_dict({}, [])).to_dict()
+    d = manifest_for(*_built(config_from_dict({}, []))).to_dict()
     d["mel_stats"] = {"mean": [0.0] * 79, "std": [1.0] * 79}
     with pytest.raises(ManifestError, match="shape"):
         Manifest.from_dict(d).stats()
@@ -93,3 +102,12 @@ def test_deploy_runtime_imports_no_tensorflow(python):
     r = subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("overrides,frames", [
+    (["generator.upsampling=nearest"], 7),  # not the transposed convs' 6 (issue 31)
+    (["generator.head=fourier", "generator.dim=16", "generator.n_blocks=2"], 11)])
+def test_receptive_field_is_the_built_models(overrides, frames):
+    config, generator = _built(config_from_dict({}, overrides))
+    manifest = Manifest.from_dict(json.loads(manifest_for(config, generator).to_json()))
+    assert manifest.receptive_field().context == generator.receptive_field.context == frames

@@ -53,6 +53,13 @@ class FourierGenerator(keras.Model):
         left, right = left + self.body.reach, right + self.body.reach
         return ReceptiveField(left, right, float(left), float(right))
 
+    def describe(self) -> dict:
+        """The manifest's generator block: what the architecture is."""
+        return {"head": "fourier", "body": self.body_type, "dim": self.dim,
+                "n_blocks": self.n_blocks, "intermediate": self.body.get_config().get(
+                    "intermediate"), "phase": self.phase, "activation": self.activation,
+                "n_fft": self.audio_config.n_fft, "hop_length": self.hop_length}
+
     def build(self, input_shape=None):
         self.body.build((None, None, self.n_mels))
         self.head.build((None, None, self.dim))

@@ -10,6 +10,7 @@ from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into, qua
 from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
                               activation_layer)
 from tf_melgan.qat import TANH_RANGE, ActivationQuantizer
+from tf_melgan.streaming import ReceptiveField, receptive_field
 
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
@@ -130,6 +131,17 @@ class Generator(keras.Model):
         if self.quantize and not self.float_output:
             x = self.output_quantizer(x)
         return ops.cast(x[..., 0], "float32")
+
+    @property
+    def receptive_field(self) -> ReceptiveField:
+        """Frames of mel one output frame depends on, from this model's layers."""
+        return receptive_field(self)
+
+    def describe(self) -> dict:
+        """The manifest's generator block: what the architecture is."""
+        return {"head": "waveform", "ngf": self.ngf, "ratios": list(self.ratios),
+                "n_residual_layers": self.n_residual_layers, "upsampling": self.upsampling,
+                "activation": self.activation, "hop_length": self.hop_length}
 
     def compute_output_shape(self, input_shape):
         frames = input_shape[1]

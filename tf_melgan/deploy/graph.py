@@ -14,13 +14,12 @@ def export_generator(generator, pad_mode: str = "slices", polyphase: bool = True
     concat and upsamplers as kernel-2 convs + reshape, ops XNNPACK runs (it takes neither
     MIRROR_PAD nor GATHER; TRANSPOSE_CONV runs slower), with no run-time shape arithmetic,
     so a dynamic-length model runs as fast as a fixed-length one."""
-    from tf_melgan.generator import Generator
+    from tf_melgan.builders import rebuild
 
     plain = generator.folded()
-    config = {**plain.get_config(), "pad_mode": pad_mode, "polyphase": polyphase,
-              "name": f"{generator.name}_export"}
-    graph = Generator.from_config(config)
-    graph.build((None, None, plain.n_mels))
+    options = {k: v for k, v in (("pad_mode", pad_mode), ("polyphase", polyphase))
+               if k in plain.get_config()}  # a Fourier head has no upsamplers
+    graph = rebuild(plain, name=f"{generator.name}_export", **options)
     graph.set_weights(plain.get_weights())
     return graph
 

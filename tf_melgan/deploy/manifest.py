@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Optional
 
@@ -140,13 +139,14 @@ class Manifest:
         return audio
 
     def receptive_field(self):
-        """streaming.ReceptiveField from the architecture (or the stored frames), or None."""
+        """streaming.ReceptiveField: the frames stored from the built model at export; for
+        a manifest without them, derived from a waveform generator's block; else None."""
         from tf_melgan.streaming import ReceptiveField, receptive_field
-        if self.generator:
-            return receptive_field(self.generator)
         if self.receptive_field_frames:
             left, right = (int(self.receptive_field_frames[k]) for k in ("left", "right"))
             return ReceptiveField(left, right, float(left), float(right))
+        if self.generator and "ratios" in self.generator:
+            return receptive_field(self.generator)
         return None
 
 
@@ -173,14 +173,15 @@ def _mel_stats(audio) -> Optional[dict]:
             "formula": "(log_mel - mean) / std"}
 
 
-def manifest_for(config, source=None, **fields) -> Manifest:
-    """The one writer: the manifest of an export of `config`'s generator. `source`:
+def manifest_for(config, generator, source=None, **fields) -> Manifest:
+    """The one writer: the manifest of an export of `generator` (built from `config`); its
+    architecture and receptive field are read from the built model. `source`:
     (model_dir, checkpoint.GeneratorSource), which generator was exported; `fields`: the
     format's own (a .tflite's quantization, tensors, measured quality...)."""
     from tf_melgan import __version__
-    from tf_melgan.streaming import MIN_FRAMES, receptive_field
+    from tf_melgan.streaming import MIN_FRAMES
 
-    field = receptive_field(config)
+    field = generator.receptive_field
     audio = dict(vars(config.audio))
     if "stats_path" in audio:
         audio["stats_path"] = None  # embedded as mel_stats
@@ -189,9 +190,7 @@ def manifest_for(config, source=None, **fields) -> Manifest:
         audio=audio,
         mel_recipe=_mel_recipe(config.audio),
         mel_stats=_mel_stats(config.audio),
-        generator={"ngf": config.generator.ngf, "ratios": list(config.generator.ratios),
-                   "n_residual_layers": config.generator.n_residual_layers,
-                   "hop_length": math.prod(config.generator.ratios)},
+        generator=generator.describe(),
         signature={"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME,
                    "input_shape": [None, None, config.audio.n_mels],
                    "output_shape": [None, None], "dtype": "float32"},

@@ -105,13 +105,11 @@ def keras_vocoder(generator, config=None, path="<generator>", source=None) -> Vo
     """A Keras generator (folded for speed) as a Vocoder."""
     import tensorflow as tf
 
-    from tf_melgan.streaming import receptive_field
-
     fn = tf.function(lambda mel: generator(mel, training=False), input_signature=[
         tf.TensorSpec([None, None, generator.n_mels], tf.float32)])
     return Vocoder(lambda mel: fn(mel).numpy(), "keras", path, generator.n_mels,
                    None if config is None else config.audio, generator.hop_length, None,
-                   receptive_field(generator), source=source)
+                   generator.receptive_field, source=source)
 
 
 def _load_model_dir(path, which):

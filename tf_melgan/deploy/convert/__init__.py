@@ -213,7 +213,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         golden_ref, golden_out = keras_fn(golden_mel), runtime(golden_mel)
 
         manifest = _manifest(
-            config, (model_dir, source), output, runtime, model_bytes, ops, kernels,
+            config, generator, (model_dir, source), output, runtime, model_bytes, ops, kernels,
             quantization=mode, float_layers=list(float_layers),
             activation_ranges=QAT_RANGES if qat_generator else ranges,
             calibration=calibration_info,
@@ -231,7 +231,7 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     return manifest.to_dict()
 
 
-def _manifest(config, source, output, runtime, model_bytes, ops, kernels, *, golden,
+def _manifest(config, generator, source, output, runtime, model_bytes, ops, kernels, *, golden,
               quantization, **fields):
     """The .tflite's manifest: the common fields (deploy.manifest.manifest_for), then what
     is specific to this file (tensors, ops, frames, measured quality, smoke tolerances)."""
@@ -242,7 +242,7 @@ def _manifest(config, source, output, runtime, model_bytes, ops, kernels, *, gol
     golden_snr = checks.snr_db(golden_ref, golden_out)
     hop, n_mels = config.audio.hop_length, config.audio.n_mels
     m = manifest_for(
-        config, source, file="tflite",
+        config, generator, source, file="tflite",
         quantization=quantization, hop_length=hop, n_mels=n_mels,
         input=_tensor(runtime, runtime.input, INPUT_NAME),
         output=_tensor(runtime, runtime.output, OUTPUT_NAME),
