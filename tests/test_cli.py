@@ -114,3 +114,14 @@ def test_python_command(monkeypatch, tmp_path):
     assert python_command() == os.path.join(".venv", "bin", "python")
     monkeypatch.chdir(venv)
     assert python_command() == str(venv / "python")  # not below the working directory
+
+
+@pytest.mark.parametrize("module", ["tf_melgan.synthesize", "tf_melgan.export",
+                                    "tf_melgan.convert"])
+def test_help_names_every_shipped_vocoder(module, python):
+    from tf_melgan.pretrained import NAMES
+    done = subprocess.run([python, "-m", module, "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0
+    flat = " ".join(done.stdout.split())
+    assert all(name in flat for name in NAMES), flat

@@ -42,6 +42,7 @@ from __future__ import annotations
 import sys
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
+from tf_melgan.pretrained import shipped_help
 
 REFUSED = "convert.py: refused, nothing written: "
 
@@ -51,7 +52,7 @@ def _define_flags():
 
     fv = new_flags()
     flags.DEFINE_string("model_dir", None, "A tf-melgan model dir (config.yaml + weights), "
-                        "or a shipped vocoder's name (ljspeech).", flag_values=fv)
+                        f"or {shipped_help()}.", flag_values=fv)
     flags.DEFINE_string("output", None, "OUT.tflite (OUT.json and OUT.golden.npz beside it).",
                         flag_values=fv)
     flags.DEFINE_boolean("quantize", False, "Full-integer int8, calibrated on real log-mels.",

@@ -97,6 +97,7 @@ class MultiScaleDiscriminator(keras.Model):
         self.scale_kwargs = dict(ndf=ndf, n_layers=n_layers, downsampling=downsampling,
                                  max_channels=max_channels, init=init, init_stddev=init_stddev,
                                  weight_norm=weight_norm)
+        self.feature_layers = n_layers  # the official feature-matching weight 4 / (n + 1)
         self.discriminators = [ScaleDiscriminator(name=f"disc_{i}", **self.scale_kwargs)
                                for i in range(num_scales)]
         for i, d in enumerate(self.discriminators):  # visible to tf.train.Checkpoint
@@ -187,6 +188,8 @@ class MultiPeriodDiscriminator(keras.Model):
                                   init_stddev=init_stddev, weight_norm=weight_norm)
         self.discriminators = [PeriodDiscriminator(p, name=f"period_{p}", **self.period_kwargs)
                                for p in self.periods]
+        # The feature-matching weight 4 / (n + 1) counts its 4 strided convs (HiFi-GAN's).
+        self.feature_layers = 4
         for d in self.discriminators:  # visible to tf.train.Checkpoint
             setattr(self, d.name, d)
 

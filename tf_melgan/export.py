@@ -16,14 +16,15 @@ import sys
 
 from tf_melgan.cli import (DEBUG_HELP, debug_requested, new_flags, parse_flags,
                            quiet_tensorflow, report)
+from tf_melgan.pretrained import shipped_help
 
 
 def _define_flags():
     from absl import flags
 
     fv = new_flags()
-    flags.DEFINE_string("model_dir", None, "Model dir written by tf_melgan.train, or a "
-                        "shipped vocoder's name (ljspeech).", flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "Model dir written by tf_melgan.train, or "
+                        f"{shipped_help()}.", flag_values=fv)
     flags.DEFINE_string("output", None, "SavedModel directory to write.", flag_values=fv)
     flags.DEFINE_enum("which", "best", ["best", "latest"],
                       "best: the best generator (lowest validation log-mel L1); "

@@ -50,7 +50,6 @@ class MelGAN(keras.Model):
         self.lambda_feat, self.lambda_mel = lambda_feat, lambda_mel
         self.lambda_stft, self.stft_resolutions = lambda_stft, [list(r) for r in stft_resolutions]
         self.lambda_phase = lambda_phase
-        self.n_layers_d = discriminator.scale_kwargs["n_layers"]
         self.generator_only = False
         self.grouped_conv_setting = grouped_conv
         self.grouped_conv = None  # what compile() chose
@@ -139,7 +138,6 @@ class MelGAN(keras.Model):
         # Gradients are summed over replicas, so each replica's loss is divided by their number.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         g_vars, d_vars = self.generator.trainable_variables, self.d_variables()
-        n_layers = [self.n_layers_d, 4]  # MPD: 4 strided convs, the same FM weighting
         values = {}
         with tf.GradientTape() as g_tape:
             if self.lambda_phase:
@@ -157,8 +155,8 @@ class MelGAN(keras.Model):
                     self.d_optimizer.apply(d_tape.gradient(scaled, d_vars), d_vars)
                 fake_outs = self._d_outputs(fake)  # the updated D
                 g_loss, g_adv, fm = 0.0, 0.0, 0.0
-                for r, f, n in zip(real_outs, fake_outs, n_layers):
-                    total, adv, feat = generator_loss(r, f, n, self.lambda_feat)
+                for r, f, d in zip(real_outs, fake_outs, self.discriminators, strict=True):
+                    total, adv, feat = generator_loss(r, f, d.feature_layers, self.lambda_feat)
                     g_loss, g_adv, fm = g_loss + total, g_adv + adv, fm + feat
                 values.update(d_loss=d_loss, g_adv=g_adv, feature_matching=fm)
             else:

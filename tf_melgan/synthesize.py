@@ -28,6 +28,7 @@ import numpy as np
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, one_line, quiet_tensorflow
 from tf_melgan.deploy.vocoder import (SynthesisError, Vocoder, as_vocoder, load_vocoder,
                                       mel_of_audio)
+from tf_melgan.pretrained import shipped_help
 
 __all__ = ["MelError", "SynthesisError", "Vocoder", "load_vocoder", "main", "synthesize",
            "validate_mel"]
@@ -265,8 +266,8 @@ def _define_flags():
     from absl import flags
 
     fv = new_flags()
-    flags.DEFINE_string("model", None, "Model dir, a shipped vocoder's name (ljspeech), "
-                        "SavedModel dir or .tflite file.",
+    flags.DEFINE_string("model", None, f"Model dir, {shipped_help()}, SavedModel dir or "
+                        ".tflite file.",
                         flag_values=fv)
     flags.DEFINE_string("input", None, "wav/flac/ogg, mel .npy [frames, n_mels], or a folder.",
                         flag_values=fv)

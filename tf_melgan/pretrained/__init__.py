@@ -15,6 +15,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ("ljspeech", "ljspeech_large")
 
 
+def shipped_help() -> str:
+    """How a CLI's --help names the shipped vocoders (from NAMES, so it stays true)."""
+    return f"a shipped vocoder's name ({', '.join(NAMES)})"
+
+
 def path(name: str) -> str:
     """The model dir of a shipped vocoder."""
     if name not in NAMES:
