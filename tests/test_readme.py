@@ -32,7 +32,7 @@ def test_python_api_snippet_runs(trained_run, tmp_path, monkeypatch):
 
     audio = load_audio(os.path.join(ROOT, "demo_data", "wavs", "demo_000.flac"), 22050)
     frames = len(audio) // 256
-    written, rate = sf.read(tmp_path / "demo_000_vocoded.wav", dtype="float32")
+    written, rate = sf.read(tmp_path / "runs" / "demo_000_vocoded.wav", dtype="float32")
     assert rate == 22050 and written.shape == (frames * 256,)
     # The trained model's best generator, as synthesize() runs it (16-bit wav rounding).
     mel = np.asarray(names["mel"])[0]
