@@ -110,3 +110,40 @@ def test_a_write_failing_half_way_keeps_the_previous_file(model_dir, mel_path, t
     assert line.startswith(f"error: {out}: no space left on device (needs about 0.16 MB, ")
     assert out.read_bytes() == previous
     assert not [n for n in os.listdir(tmp_path) if n.startswith(TMP_PREFIX)]
+
+
+def _cli(*args):
+    import subprocess
+
+    from conftest import ROOT, cli_env
+    return subprocess.run([sys.executable, "-m", "tf_melgan.synthesize", *args],
+                          capture_output=True, text=True, cwd=ROOT, env=cli_env(),
+                          timeout=300)
+
+
+def test_too_short_audio_is_one_line_naming_the_file(model_dir, tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(10, 0.1, np.float32), 22050)
+    done = _cli("--model", model_dir, "--input", str(short), "--output",
+                str(tmp_path / "out.wav"))
+    assert done.returncode == 1
+    line = one_line_error(done.stderr)
+    assert str(short) in line and "too short" in line and "at least 4 frames" in line
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_folder_mode_names_what_it_skipped_and_counts_what_it_wrote(model_dir, tmp_path,
+                                                                    clip_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a_short.wav", np.full(10, 0.1, np.float32), 22050)
+    data, rate = sf.read(clip_path)
+    sf.write(folder / "b_good.wav", data[:22050], rate)
+    done = _cli("--model", model_dir, "--input", str(folder), "--output",
+                str(tmp_path / "out"))
+    assert done.returncode == 1  # one failed
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "a_short.wav" in errors[0] and "skipped" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert f"synthesized 1 of 2 files into {tmp_path / 'out'}" in done.stdout + done.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["b_good.wav"]

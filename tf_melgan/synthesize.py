@@ -152,6 +152,16 @@ def _read_input(path: str, vocoder: Vocoder):
         audio = load_audio(path, vocoder.audio.sample_rate, vocoder.audio.peak)
     except AudioError as e:
         raise SynthesisError(one_line(e)) from None
+    from tf_melgan.audio import stft_padding
+    from tf_melgan.streaming import MIN_FRAMES
+
+    # MIN_FRAMES frames, and more samples than the mel's reflection pad takes
+    need = max(MIN_FRAMES * vocoder.audio.hop_length, stft_padding(vocoder.audio) + 1)
+    if len(audio) < need:  # checked here: the mel of a shorter clip fails inside NumPy
+        rate = vocoder.audio.sample_rate
+        raise SynthesisError(f"{path}: too short ({len(audio)} samples at {rate} Hz); the "
+                             f"vocoder needs at least {MIN_FRAMES} frames, {need} samples "
+                             f"({1000 * need / rate:.0f} ms)")
     return validate_mel(mel_of_audio(audio, vocoder), vocoder.n_mels, name=path)
 
 
@@ -252,9 +262,11 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
         try:
             mel = _read_input(src, vocoder)
             _write(vocoder, mel, os.path.join(output, out_rel), rate, chunk_frames, context)
-        except (SynthesisError, OSError, RuntimeError) as e:
+        except (SynthesisError, OSError, RuntimeError, ValueError) as e:
             failed += 1
-            echo(f"error: {one_line(e)}", sys.stderr)
+            message = one_line(e)  # ours name the file; name it for the others
+            echo(f"error: {message if src in message else f'{src}: {message}'} (skipped)",
+                 sys.stderr)
         if bar is not None:
             bar.update(i + 1, f"({failed} failed)" if failed else "")
     if bar is not None:
