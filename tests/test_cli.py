@@ -125,3 +125,28 @@ def test_help_names_every_shipped_vocoder(module, python):
     assert done.returncode == 0
     flat = " ".join(done.stdout.split())
     assert all(name in flat for name in NAMES), flat
+
+
+@pytest.mark.parametrize("args", [
+    ["-m", "tf_melgan.synthesize", "--model", "nosuch", "--input", "demo_data/wavs/demo_000.flac",
+     "--output", "runs/never.wav"],
+    ["-m", "tf_melgan.export", "--model_dir", "nosuch", "--output", "runs/never"],
+    ["tflite/convert.py", "--model_dir", "nosuch", "--output", "runs/never.tflite"],
+    ["tflite/smoke_test.py", "nosuch"]])
+def test_a_missing_model_reads_the_same_in_every_cli(args, python):
+    done = subprocess.run([python, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=cli_env(), timeout=120)
+    assert done.returncode == 1
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert lines[-1].endswith("nosuch: no such model (neither a file, a folder nor a shipped "
+                              "vocoder's name: ljspeech, ljspeech_large)"), lines
+
+
+def test_convert_refuses_too_few_frames_before_loading(python):
+    done = subprocess.run([python, "tflite/convert.py", "--model_dir", "ljspeech", "--output",
+                           "runs/never.tflite", "--frames", "2"], capture_output=True,
+                          text=True, cwd=ROOT, env=cli_env(), timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "convert.py: refused, nothing written: --frames 2: a model needs at least 4 frames")

@@ -189,7 +189,7 @@ def test_export_never_leaves_a_broken_export(tmp_path, monkeypatch):
 def test_export_cli_errors_are_one_line(tmp_path, capsys):
     assert export.main(["export", "--model_dir", str(tmp_path / "nope"),
                             "--output", str(tmp_path / "o")]) == 1
-    assert "no such model dir" in one_error_line(capsys.readouterr().err)
+    assert "no such model" in one_error_line(capsys.readouterr().err)
     (tmp_path / "empty").mkdir()
     assert export.main(["export", "--model_dir", str(tmp_path / "empty"),
                             "--output", str(tmp_path / "o")]) == 1
@@ -348,7 +348,7 @@ def test_cli_bad_input_is_one_line(model, loaded_vocoder, bad_files, tmp_path, c
     assert not os.path.exists(tmp_path / "o.wav")
 
 
-BAD_MODELS = [("missing", "no such file"), ("empty.tflite", "empty file"),
+BAD_MODELS = [("missing", "no such model"), ("empty.tflite", "empty file"),
               ("garbage.tflite", "not a TFLite model"), ("fake.tflite", "not a valid TFLite"),
               ("notes.txt", "not a model"), ("clip.wav", "not a model"),
               ("emptydir", "neither a tf-melgan model dir"), ("good.npy", "not a model")]
@@ -373,7 +373,7 @@ def test_cli_model_dir_without_weights(model, bad_files, tmp_path, capsys):
     assert "must end in" in one_error_line(capsys.readouterr().err)
     assert main(["synthesize", "--model", model["dir"]]) == 2
     one_error_line(capsys.readouterr().err)
-    with pytest.raises(SynthesisError, match="no such file"):
+    with pytest.raises(SynthesisError, match="no such model"):
         load_vocoder(str(tmp_path / "nothing"))
 
 

@@ -39,10 +39,11 @@ SNR floor.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
-from tf_melgan.pretrained import shipped_help
+from tf_melgan.pretrained import no_such_model, resolve, shipped_help
 
 REFUSED = "convert.py: refused, nothing written: "
 
@@ -114,6 +115,14 @@ def main(argv) -> int:
         print("error: --quantize, --fp16 and --dynamic_range exclude each other",
               file=sys.stderr)
         return 2
+    from tf_melgan.streaming import MIN_FRAMES
+    if fv.frames is not None and fv.frames < MIN_FRAMES:  # before any model is loaded
+        print(f"{REFUSED}--frames {fv.frames}: a model needs at least {MIN_FRAMES} frames",
+              file=sys.stderr)
+        return 2
+    if not os.path.exists(resolve(fv.model_dir)):
+        print(f"{REFUSED}{no_such_model(fv.model_dir)}", file=sys.stderr)
+        return 1
     mode = ("int8" if fv.quantize else "fp16" if fv.fp16
             else "dynamic_range" if fv.dynamic_range else "float32")
     debug = debug_requested(fv.debug)
@@ -121,7 +130,6 @@ def main(argv) -> int:
     from tf_melgan.cli import report
     from tf_melgan.deploy.convert import ConversionError, convert
     from tf_melgan.deploy.litert import ModelCheckError
-    from tf_melgan.pretrained import resolve
 
     try:
         convert(resolve(fv.model_dir), fv.output, mode, frames=fv.frames,

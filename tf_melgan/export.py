@@ -47,11 +47,15 @@ def main(argv) -> int:
     from tf_melgan.config import ConfigError
     from tf_melgan.deploy.manifest import INPUT_NAME, OUTPUT_NAME, SIGNATURE
     from tf_melgan.deploy.saved_model import ExportError, export_with_report
-    from tf_melgan.pretrained import resolve
+    from tf_melgan.pretrained import no_such_model, resolve
 
     model_dir = resolve(fv.model_dir)
+    if not os.path.exists(model_dir):
+        print(f"error: {no_such_model(model_dir)}", file=sys.stderr)
+        return 1
     if not os.path.isdir(model_dir):
-        print(f"error: {model_dir}: no such model dir", file=sys.stderr)
+        print(f"error: {model_dir}: not a model dir (export takes what train writes)",
+              file=sys.stderr)
         return 1
     try:
         path, diff, (_, source) = export_with_report(model_dir, fv.output, None, fv.which,

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
+from tf_melgan.pretrained import no_such_model
 
 LENGTHS = (32, 862)  # plus the model's minimum frame count
 SILENT_PEAK = 1e-4
@@ -50,7 +51,8 @@ def run(model_path: str, num_threads: int = 2, wav: str | None = None) -> str:
     from tf_melgan.deploy.manifest import golden_path, read_manifest, sidecar_path
     from tf_melgan.deploy.vocoder import load_vocoder
 
-    check(os.path.isfile(model_path), "no such file")
+    check(os.path.exists(model_path), no_such_model(model_path).split(": ", 1)[1])
+    check(os.path.isfile(model_path), "not a .tflite file (a folder)")
     problems = op_problems(read_ops(model_path))
     check(not problems, "; ".join(problems))
 

@@ -183,10 +183,10 @@ def load_vocoder(path: str, which: str = "best", num_threads: int = 2) -> Vocode
     """Loads a model dir, a shipped vocoder by name ('ljspeech'), a SavedModel dir or a
     .tflite file (`which`: a model dir's best or latest generator; `num_threads`: LiteRT's).
     Raises SynthesisError."""
-    from tf_melgan.pretrained import resolve
+    from tf_melgan.pretrained import no_such_model, resolve
     path = resolve(path)
     if not os.path.exists(path):
-        raise SynthesisError(f"{path}: no such file or directory")
+        raise SynthesisError(no_such_model(path))
     try:
         if os.path.isdir(path):
             if os.path.isfile(os.path.join(path, "config.yaml")):

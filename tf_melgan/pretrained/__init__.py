@@ -20,6 +20,12 @@ def shipped_help() -> str:
     return f"a shipped vocoder's name ({', '.join(NAMES)})"
 
 
+def no_such_model(model: str) -> str:
+    """Every CLI's one wording for a model that is not there."""
+    return (f"{model}: no such model (neither a file, a folder nor a shipped vocoder's "
+            f"name: {', '.join(NAMES)})")
+
+
 def path(name: str) -> str:
     """The model dir of a shipped vocoder."""
     if name not in NAMES:

@@ -50,8 +50,9 @@ def _checked_options(output, mode, overwrite, int8_io, float_layers, ranges, fra
         raise ValueError("float_layers needs mode 'int8' (with float32 input / output)")
     if ranges is not None and mode != "int8":
         raise ValueError("ranges needs mode 'int8'")
-    if frames is not None and frames < 1:
-        raise ValueError("frames must be positive")
+    from tf_melgan.streaming import MIN_FRAMES
+    if frames is not None and frames < MIN_FRAMES:
+        raise ValueError(f"frames {frames}: a model needs at least {MIN_FRAMES}")
     from tf_melgan.deploy.convert import ranges as ranges_lib
     ranges = (ranges or DEFAULT_RANGES) if mode == "int8" else None
     return float_layers, ranges, ranges_lib.parse(ranges) if ranges else None
