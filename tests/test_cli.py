@@ -150,3 +150,22 @@ def test_convert_refuses_too_few_frames_before_loading(python):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "convert.py: refused, nothing written: --frames 2: a model needs at least 4 frames")
+
+
+def test_ctrl_c_during_convert_quantize_is_one_line_and_writes_nothing(python, tmp_path):
+    import signal
+    import time
+    out = tmp_path / "v.tflite"
+    proc = subprocess.Popen([python, "tflite/convert.py", "--model_dir", "ljspeech", "--output",
+                             str(out), "--quantize"], cwd=ROOT,
+                            env=cli_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    time.sleep(12)  # inside the conversion (loading, exporting or calibrating)
+    proc.send_signal(signal.SIGINT)
+    started = time.time()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - started < 10
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == ("convert.py: refused, nothing written: "
+                                               "interrupted (Ctrl-C)")
+    assert os.listdir(tmp_path) == []

@@ -143,6 +143,9 @@ def main(argv) -> int:
                 ranges=fv.ranges, overwrite=fv.overwrite)
     except (ConversionError, ModelCheckError, ValueError, OSError) as e:
         return report(e, debug, REFUSED)
+    except KeyboardInterrupt:  # the output is written last, from a staging dir
+        print(f"{REFUSED}interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
 
 

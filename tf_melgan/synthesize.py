@@ -314,6 +314,9 @@ def main(argv) -> int:
     try:
         return run(fv.model, fv.input, fv.output, fv.which, fv.chunk_frames,
                    fv.context_frames, fv.sample_rate, fv.verbose)
+    except KeyboardInterrupt:  # outputs are renamed into place only when complete
+        print("error: interrupted (Ctrl-C); files finished so far are kept", file=sys.stderr)
+        return 130
     except Exception as e:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
         if debug:
             raise
