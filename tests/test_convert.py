@@ -554,7 +554,7 @@ def test_read_only_output_is_refused_before_converting(read_only_dir, monkeypatc
 
     monkeypatch.setattr(tf_melgan.checkpoint, "load_generator", no_loading)
     out = read_only_dir / "vocoder.tflite"
-    assert convert_cli.main(["convert", "--model_dir", "anything", "--output", str(out)]) == 1
+    assert convert_cli.main(["convert", "--model_dir", "ljspeech", "--output", str(out)]) == 1
     err = capsys.readouterr().err
     reasons = {os.strerror(errno.EROFS), os.strerror(errno.EACCES)}
     assert err in {f"convert.py: refused, nothing written: {out}: {r}\n" for r in reasons}, err
