@@ -164,7 +164,7 @@ def test_typo_in_yaml_file_names_file_and_key(tmp_path):
 def test_unknown_key_without_a_close_match_lists_the_known_ones():
     msg = config_error("loss.zzz=1")
     assert msg == ("unknown config key 'loss.zzz'; known: lambda_feat, lambda_mel, "
-                   "lambda_stft, stft_resolutions")
+                   "lambda_stft, stft_resolutions, lambda_phase")
 
 
 @pytest.mark.parametrize("override, message", [
