@@ -120,7 +120,8 @@ def main(argv) -> int:
         print(f"{REFUSED}--frames {fv.frames}: a model needs at least {MIN_FRAMES} frames",
               file=sys.stderr)
         return 2
-    if not os.path.exists(resolve(fv.model_dir)):
+    model_dir = resolve(fv.model_dir)
+    if not os.path.exists(model_dir):
         print(f"{REFUSED}{no_such_model(fv.model_dir)}", file=sys.stderr)
         return 1
     mode = ("int8" if fv.quantize else "fp16" if fv.fp16
@@ -132,7 +133,7 @@ def main(argv) -> int:
     from tf_melgan.deploy.litert import ModelCheckError
 
     try:
-        convert(resolve(fv.model_dir), fv.output, mode, frames=fv.frames,
+        convert(model_dir, fv.output, mode, frames=fv.frames,
                 saved_model=fv.saved_model, data=fv.data,
                 calibration_audio=fv.calibration_audio, num_calibration=fv.num_calibration,
                 calibration_frames=fv.calibration_frames, num_validation=fv.num_validation,
