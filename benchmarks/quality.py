@@ -41,6 +41,11 @@ x real time) and in --out's JSON ("table": the first table's rows; "summary": ev
 - Griffin-Lim (librosa.feature.inverse.mel_to_audio, 32 iterations) from the same mel, as
   a reference point: intelligible but phasey speech.
 
+`--dnsmos` adds Microsoft's non-intrusive MOS predictor (tf_melgan.metrics.dnsmos: P.835
+OVRL, SIG, BAK and P.808, the ONNX models of the `speechmos` package run by onnxruntime;
+pip install -e '.[eval]') for every variant, and a row for the recordings themselves,
+scored in the same run.
+
 `--png DIR` writes log-spectrogram PNGs of the first `--png_clips` clips (truth, Keras
 float, each .tflite, Griffin-Lim), one file per clip.
 
@@ -122,6 +127,10 @@ DETAILS = [("L1 speech frames", "log_mel_l1_speech", ".3f", ""),
            ("frame comb", "frame_comb_db", ".1f", " dB")]
 
 
+MOS = [("DNSMOS OVRL", "dnsmos_ovrl", ".2f", ""), ("SIG", "dnsmos_sig", ".2f", ""),
+       ("BAK", "dnsmos_bak", ".2f", ""), ("P.808", "dnsmos_p808", ".2f", "")]
+
+
 def markdown_table(summary, columns):
     """One row per variant (its label), '-' where a figure does not apply."""
     lines = ["| variant | " + " | ".join(c[0] for c in columns) + " |",
@@ -157,6 +166,8 @@ def main(argv=None):
     p.add_argument("--layers", action="store_true", help="per-layer int8 error report")
     p.add_argument("--png", default=None, help="folder for spectrogram PNGs")
     p.add_argument("--png_clips", type=int, default=2)
+    p.add_argument("--dnsmos", action="store_true",
+                   help="DNSMOS for every variant and the recordings (needs .[eval])")
     args = p.parse_args(argv)
     modes = ["float32"] + [m for m in args.modes.split(",") if m not in ("", "float32")]
     unknown = [m for m in modes if m not in CONVERSIONS]
@@ -172,7 +183,7 @@ def main(argv=None):
     from tf_melgan.deploy.convert.data import data_splits, resolve_data_path
     from tf_melgan.deploy.litert import snr_db
     from tf_melgan.deploy.vocoder import load_vocoder
-    from tf_melgan.metrics import pitch, speech_scores
+    from tf_melgan.metrics import dnsmos, pitch, speech_scores
     from tf_melgan.pretrained import resolve
 
     args.model_dir = resolve(args.model_dir)  # a shipped vocoder's name: its folder
@@ -209,8 +220,11 @@ def main(argv=None):
             variants[f"tflite_{name}"] = variant
             models[name] = vocoder
     variants["griffin_lim"] = {"label": "Griffin-Lim, 32 iterations"}
+    if args.dnsmos:
+        variants["recordings"] = {"label": "recordings"}
 
-    per = {name: [] for name in variants}
+    per = {name: [] for name in variants if name != "recordings"}
+    recordings = []
     clips = []
     for path in held_out[:args.clips]:
         audio = load_audio(path, sr, ac.peak)
@@ -241,7 +255,9 @@ def main(argv=None):
                 rms_dbfs(out[:frames * hop].reshape(frames, hop)[pauses]),
                 "snr_vs_keras_db": snr_db(keras_out, out) if name != "keras" else None,
                 "snr_vs_truth_db": snr_db(audio, out),
-                **speech_scores(audio, out, sr, hop, ref_pitch)})
+                **speech_scores(audio, out, sr, hop, ref_pitch, mos=args.dnsmos)})
+        if args.dnsmos:
+            recordings.append(dnsmos(audio, sr))
         if args.png and len(clips) <= args.png_clips:
             spectrogram_png({"truth": audio, **outs}, sr,
                             os.path.join(args.png, f"{os.path.splitext(clips[-1]['clip'])[0]}.png"))
@@ -268,9 +284,13 @@ def main(argv=None):
         s["x_real_time"] = speed["models"][name]["x_real_time"] \
             if speed and name in speed["models"] else None
         summary[name] = s
+    if recordings:  # DNSMOS only: the other figures compare an output with them
+        summary["recordings"] = {"label": "recordings", **{
+            key: float(np.mean([r[key] for r in recordings])) for key in recordings[0]}}
     float_l1 = summary["keras"]["log_mel_l1"]
     for name, s in summary.items():
-        s["vs_float_pct"] = None if name == "keras" else 100 * (s["log_mel_l1"] / float_l1 - 1)
+        s["vs_float_pct"] = None if name in ("keras", "recordings") else \
+            100 * (s["log_mel_l1"] / float_l1 - 1)
     seconds_each = ", ".join(sorted({f"{c['seconds']:.1f}" for c in clips}))
     print(f"\n{len(clips)} held-out clips ({seconds_each} s) of {data}; LiteRT + XNNPACK, "
           f"{args.threads} threads, dynamic length; log-mel L1 and level in pauses against "
@@ -281,12 +301,13 @@ def main(argv=None):
               f"{speed['warmup']} warm-up rounds, models in turn; load average "
               f"{speed['loadavg_before'][0]} -> {speed['loadavg_after'][0]} on "
               f"{speed['cpus']} CPUs. Keras: not timed.")
-    print(markdown_table(summary, TABLE))
+    print(markdown_table(summary, TABLE + (MOS if args.dnsmos else [])))
     print("\nMore figures, same clips:")
     print(markdown_table(summary, DETAILS))
     result = {"model_dir": os.path.abspath(args.model_dir), "data": data,
               "max_frames": max_frames, "clips": clips, "speed": speed,
-              "table": [{"variant": s["label"], **{key: s.get(key) for _, key, _, _ in TABLE}}
+              "table": [{"variant": s["label"],
+                         **{key: s.get(key) for _, key, _, _ in TABLE + MOS}}
                         for s in summary.values()],
               "per_clip": per, "summary": summary}
     if layers is not None:

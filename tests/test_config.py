@@ -201,7 +201,7 @@ def test_override_syntax_errors():
     ("audio.n_mels=0", "audio.n_mels must be positive, got 0"),
     ("audio.sample_rate=-22050", "audio.sample_rate must be positive, got -22050"),
     ("generator.ngf=0", "generator.ngf must be positive, got 0"),
-    ("discriminator.num_scales=0", "discriminator.num_scales must be positive, got 0"),
+    ("discriminator.num_scales=0", "discriminator.num_scales must be positive (0 only beside periods or spectrogram_resolutions), got 0"),
     ("g_optimizer.learning_rate=0", "g_optimizer.learning_rate must be positive, got 0.0"),
     ("d_optimizer.learning_rate=-1e-4", "d_optimizer.learning_rate must be positive, got -0.0001"),
     ("data.gain_min=0", "data.gain_min must be positive, got 0.0"),

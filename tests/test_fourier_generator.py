@@ -61,3 +61,54 @@ def test_bad_fourier_configs_are_refused(override, message):
 def test_phase_loss_needs_the_fourier_head():
     with pytest.raises(ConfigError, match="lambda_phase"):
         validate(load_config(None, ["loss.lambda_phase=1"]))
+
+
+# ------------------------------------------------------------------ exports
+
+@pytest.fixture(scope="module")
+def fourier_dir(tmp_path_factory, audio_dir):
+    """A model dir of a resnet-body Fourier generator with dilations 1, 3, 9: its
+    ReflectionPad(9) at the frame rate needs 10 frames, more than a MelGAN generator."""
+    import keras
+    path = tmp_path_factory.mktemp("fourier")
+    config = _config("generator.body=resnet", "generator.n_blocks=3", f"data.path={audio_dir}",
+                     "data.validation_clips=2")
+    keras.utils.set_random_seed(4)
+    g = build_generator(config)
+    (path / "config.yaml").write_text(config.to_yaml())
+    g.save_weights(str(path / "best_generator.weights.h5"))
+    return str(path), g
+
+
+def test_min_frames_is_what_the_model_takes(fourier_dir):
+    _, g = fourier_dir
+    assert g.min_frames == 10
+    mel = np.random.default_rng(3).normal(-2, 1, (1, 10, 80)).astype(np.float32)
+    assert g(mel).shape == (1, 10 * 256)
+    with pytest.raises(Exception):
+        g(mel[:, :9])
+
+
+def test_saved_model_and_tflite_equal_keras_and_stream_exactly(fourier_dir, tmp_path):
+    from tf_melgan import export
+    from tf_melgan.deploy import convert as conv
+    from tf_melgan.deploy.manifest import read_manifest
+    from tf_melgan.synthesize import MelError, load_vocoder, synthesize
+
+    model_dir, g = fourier_dir
+    g = g.folded()
+    saved = str(tmp_path / "saved")
+    assert export.main(["export", "--model_dir", model_dir, "--output", saved]) == 0
+    tflite = str(tmp_path / "vocoder.tflite")
+    conv.convert(model_dir, tflite, "float32", num_validation=2, validation_frames=64)
+    mel = np.random.default_rng(5).normal(-2, 1, (75, 80)).astype(np.float32)
+    whole = g(mel[None]).numpy()[0]
+    for path, tolerance in ((saved, g.export_tolerance), (tflite, 1e-4)):
+        assert read_manifest(path).min_frames == 10
+        vocoder = load_vocoder(path)
+        assert vocoder.min_frames == 10
+        assert np.max(np.abs(synthesize(vocoder, mel) - whole)) < tolerance
+        chunked = synthesize(vocoder, mel, chunk_frames=16)  # the default context
+        assert np.max(np.abs(chunked - whole)) < tolerance
+        with pytest.raises(MelError, match="9 frames, the generator needs at least 10"):
+            synthesize(vocoder, mel[:9])

@@ -5,6 +5,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import FAST
+from tf_melgan.errors import TrainingError
+from tf_melgan.model import MelGAN
+from tf_melgan.resume import init_checkpoint
 from tf_melgan.trainer import run
 
 OVERRIDES = ["training.steps=1", *FAST]
@@ -13,7 +16,6 @@ OVERRIDES = ["training.steps=1", *FAST]
 def trained_weights(model_dir, config):
     """G's and D's weights from the latest checkpoint of a model dir, in model order."""
     from tf_melgan.checkpoint import restore_weights
-    from tf_melgan.model import MelGAN
     gan = MelGAN.from_config_dataclass(config)
     restore_weights(tf.train.latest_checkpoint(str(model_dir / "checkpoints")),
                     generator=gan.generator, discriminator=gan.discriminator)
@@ -34,17 +36,35 @@ def test_init_from_copies_generator_and_discriminator(tiny_config, tmp_path):
     assert worst < 2e-4, worst
 
 
+def test_init_from_other_discriminators_takes_the_generator(tiny_config, tmp_path):
+    """A GAN phase after a generator-only one: other discriminators than the source's are
+    no refusal; G comes from the checkpoint and the discriminators start fresh."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    run(tiny_config(*OVERRIDES, "training.seed=1"), str(source), verbose=0)
+    config = tiny_config(*OVERRIDES, "training.seed=2", "discriminator.periods=[2]")
+    assert init_checkpoint(config, str(source)).generator_only
+    assert not init_checkpoint(tiny_config(*OVERRIDES), str(source)).generator_only
+    run(config, str(target), verbose=0, init_from=str(source))
+    n_generator = len(MelGAN.from_config_dataclass(config).generator.weights)
+    # G's weights, then the multi-scale D's (the same architecture in both)
+    before = trained_weights(source, tiny_config(*OVERRIDES))
+    after = trained_weights(target, config)
+    g_worst = max(np.abs(a - b).max() for a, b in zip(before[:n_generator], after))
+    d_worst = max(np.abs(a - b).max() for a, b in zip(before[n_generator:],
+                                                    after[n_generator:]))
+    assert g_worst < 2e-4 < d_worst  # G one Adam step from the source; D seed 2's init
+
+
 def test_init_from_refuses_another_architecture(tiny_config, tmp_path):
     """What train --init_from starts from (tf_melgan.resume.init_checkpoint, which run()
     calls before building anything): a model dir of another architecture, or without a
     checkpoint, is refused with one line."""
     from conftest import make_trained_dir
-    from tf_melgan.resume import init_checkpoint
     source = make_trained_dir(tmp_path / "source", tiny_config(*OVERRIDES))
     assert init_checkpoint(tiny_config(*OVERRIDES), source).path.endswith("ckpt-0")
-    with pytest.raises(SystemExit, match="different architecture.*generator.ngf: 8 there, 16 here"):
+    with pytest.raises(TrainingError, match="different architecture.*generator.ngf: 8 there, 16 here"):
         init_checkpoint(tiny_config(*OVERRIDES, "generator.ngf=16"), source)
-    with pytest.raises(SystemExit, match="no checkpoint"):
+    with pytest.raises(TrainingError, match="no checkpoint"):
         init_checkpoint(tiny_config(*OVERRIDES), str(tmp_path / "nowhere"))
 
 

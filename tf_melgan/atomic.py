@@ -20,13 +20,14 @@ import secrets
 import shutil
 
 from tf_melgan.cli import one_line
+from tf_melgan.errors import TfMelganError
 
 TMP_PREFIX = ".tmp-"  # + pid-random- + the target's name (so its extension is kept)
 _REASONS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
             errno.EFBIG)
 
 
-class WriteError(OSError):
+class WriteError(TfMelganError, OSError):
     """A file could not be written; str() is one line naming the path and the reason."""
 
     def __init__(self, message: str, code: int | None = None):

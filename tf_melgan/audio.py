@@ -31,9 +31,10 @@ import soundfile as sf
 import tensorflow as tf
 
 from tf_melgan.config import AudioConfig, read_mel_stats
+from tf_melgan.errors import TfMelganError
 
 
-class AudioError(ValueError):
+class AudioError(TfMelganError, ValueError):
     """An audio file cannot be used; the message names the file and the reason."""
 
 

@@ -68,6 +68,8 @@ class ConvNeXtBody(keras.layers.Layer):
             setattr(self, f"block_{i}", block)   # generator.py)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")
 
+    min_frames = 1  # zero padding takes any length
+
     @property
     def reach(self) -> int:
         return (self.embed.kernel_size[0] - 1) // 2 + sum(b.reach for b in self.blocks)
@@ -110,6 +112,11 @@ class ResNetBody(keras.layers.Layer):
     @property
     def reach(self) -> int:
         return 3 + sum(b.dilation for b in self.blocks)
+
+    @property
+    def min_frames(self) -> int:
+        """A reflection pad needs more frames than its width: the widest one, plus one."""
+        return max([self.pad_pre.padding] + [b.pad.padding for b in self.blocks]) + 1
 
     def build(self, input_shape):
         self.conv_pre.build((None, None, self.n_mels))

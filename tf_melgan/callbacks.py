@@ -20,22 +20,10 @@ import soundfile as sf
 import tensorflow as tf
 
 from tf_melgan.atomic import WriteError, describe, replacing, replacing_all
+from tf_melgan.errors import TrainingError
 
 log = logging.getLogger("tf_melgan")
 REFERENCE_SAMPLE = "reference.wav"  # MODEL_DIR/samples/: the held-out clip the samples vocode
-
-
-class TrainingError(SystemExit):
-    """Training cannot start or go on (a full disk, a non-finite loss, a model dir in use,
-    another architecture). A SystemExit whose message is one line: the CLI prints it and
-    exits with status 1."""
-
-    def __init__(self, message: str):
-        super().__init__(f"error: {message}")
-        self.message = message
-
-    def __str__(self):
-        return self.message
 
 
 def _step(gan) -> int:

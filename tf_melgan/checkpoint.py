@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tf_melgan.config import Config, load_config
 from tf_melgan.builders import build_generator
+from tf_melgan.errors import TfMelganError
 from tf_melgan.pretrained import resolve
 
 
@@ -21,7 +22,7 @@ BEST_WEIGHTS = "best_generator.weights.h5"  # what train's BestGenerator writes
 BEST_JSON = "best.json"
 
 
-class ModelDirError(ValueError):
+class ModelDirError(TfMelganError, ValueError):
     """A path is not a usable tf-melgan model dir; the message says what is missing."""
 
 

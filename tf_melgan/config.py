@@ -19,8 +19,10 @@ from typing import List, Optional
 import numpy as np
 import yaml
 
+from tf_melgan.errors import TfMelganError
 
-class ConfigError(ValueError):
+
+class ConfigError(TfMelganError, ValueError):
     """A configuration file or override is invalid; the message says where and why."""
 
 
@@ -144,6 +146,13 @@ class DiscriminatorConfig:
     # matching like the multi-scale one.
     periods: List[int] = field(default_factory=list)
     period_channels: int = 32
+    # Not in the paper (empty = off): UnivNet's multi-resolution spectrogram discriminator
+    # (Jang et al. 2021, arXiv 2106.07889), one 2-D conv stack over |STFT| per
+    # [n_fft, hop, win], e.g. UnivNet's [[1024, 120, 600], [2048, 240, 1200], [512, 50, 240]],
+    # spectrogram_channels wide (UnivNet: 32); hinge loss and feature matching like the
+    # others. num_scales: 0 drops the multi-scale one when another is on.
+    spectrogram_resolutions: List[List[int]] = field(default_factory=list)
+    spectrogram_channels: int = 32
 
 
 @dataclass
@@ -434,8 +443,8 @@ def validate(config: Config) -> None:
         ("audio", ["sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "log_clamp",
                    "peak"]),
         ("generator", ["ngf", "n_residual_layers", "init_stddev"]),
-        ("discriminator", ["num_scales", "ndf", "n_layers", "downsampling", "max_channels",
-                           "init_stddev"]),
+        ("discriminator", ["ndf", "n_layers", "downsampling", "max_channels",
+                           "init_stddev", "spectrogram_channels"]),
         ("training", ["batch_size", "segment_length", "steps", "steps_per_epoch",
                       "checkpoint_every", "keep_checkpoints", "sample_every"]),
         ("data", ["eval_segment_length", "gain_min", "gain_max", "cache_max_gb"]),
@@ -510,6 +519,13 @@ def validate(config: Config) -> None:
         raise ConfigError(f"discriminator.periods must be distinct positive integers, "
                           f"got {d.periods}")
     _positive(d.period_channels, "discriminator.period_channels")
+    for i, res in enumerate(d.spectrogram_resolutions):
+        if len(res) != 3 or min(res) <= 0 or res[2] > res[0] or res[1] > res[0]:
+            raise ConfigError(f"discriminator.spectrogram_resolutions[{i}] must be [n_fft, "
+                              f"hop, win] with positive values, hop and win <= n_fft, got {res}")
+    if d.num_scales < 0 or (d.num_scales == 0 and not (d.periods or d.spectrogram_resolutions)):
+        raise ConfigError(f"discriminator.num_scales must be positive (0 only beside periods "
+                          f"or spectrogram_resolutions), got {d.num_scales}")
     if d.grouped_conv not in ("auto", "native", "einsum", "builtin"):
         raise ConfigError(f"discriminator.grouped_conv must be one of auto, native, einsum, "
                           f"builtin; got '{d.grouped_conv}'")

@@ -82,17 +82,18 @@ def _bias_and_activation(layer, outputs):
 class WeightNormalization(keras.layers.Wrapper):
     """w = g * v / ||v||, with PyTorch `weight_norm(dim=0)` semantics.
 
-    Wraps a Conv1D (kernel [k, in/groups, out]: one g per output channel) or a
-    Conv1DTranspose (kernel [k, out, in]: one g per *input* channel, as PyTorch's
-    ConvTranspose1d weight is [in, out, k]). In both layouts the norm runs over the first
-    two kernel axes. g starts at ||v||, so the wrapped layer equals the bare one at init.
+    Wraps a Conv1D (kernel [k, in/groups, out]: one g per output channel), a Conv2D
+    (kernel [kh, kw, in, out]) or a Conv1DTranspose (kernel [k, out, in]: one g per *input*
+    channel, as PyTorch's ConvTranspose1d weight is [in, out, k]). In every layout the norm
+    runs over all kernel axes but the last. g starts at ||v||, so the wrapped layer equals the bare one at init.
     The wrapped layer's kernel is v; `fold()` returns a plain layer with w baked in.
     """
 
     def __init__(self, layer, **kwargs):
         super().__init__(layer, **kwargs)
-        if not isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv1DTranspose)):
-            raise TypeError(f"WeightNormalization wraps Conv1D or Conv1DTranspose, "
+        if not isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D,
+                                  keras.layers.Conv1DTranspose)):
+            raise TypeError(f"WeightNormalization wraps Conv1D, Conv2D or Conv1DTranspose, "
                             f"got {type(layer).__name__}")
         if layer.padding != "valid":
             raise ValueError("WeightNormalization expects padding='valid' "
@@ -110,7 +111,7 @@ class WeightNormalization(keras.layers.Wrapper):
 
     @staticmethod
     def _norm(v):
-        return ops.sqrt(ops.sum(ops.square(v), axis=(0, 1)))
+        return ops.sqrt(ops.sum(ops.square(v), axis=tuple(range(len(v.shape) - 1))))
 
     def normalized_kernel(self):
         v = self.layer.kernel
@@ -123,6 +124,8 @@ class WeightNormalization(keras.layers.Wrapper):
             outputs = ops.conv_transpose(inputs, kernel, strides=layer.strides,
                                          padding="valid", output_padding=layer.output_padding,
                                          dilation_rate=layer.dilation_rate)
+        elif isinstance(layer, keras.layers.Conv2D):
+            outputs = layer.convolution_op(inputs, kernel)
         else:
             outputs = layer.convolution_op(inputs, layer.int8_kernel(kernel))
             return layer.int8_output(_bias_and_activation(layer, outputs))
@@ -141,12 +144,13 @@ class WeightNormalization(keras.layers.Wrapper):
         k = self.layer.kernel.shape
         if isinstance(self.layer, keras.layers.Conv1DTranspose):
             return int(k[2])
-        return int(k[1]) * self.layer.groups
+        return int(k[-2]) * self.layer.groups
 
     def fold(self):
         """A plain layer of the wrapped type whose kernel is g * v / ||v||."""
         plain = self.layer.__class__.from_config(self.layer.get_config())
-        plain.build((None, None, self._in_channels()))
+        rank = len(self.layer.kernel.shape)  # [batch, (time, (freq,)) channels]
+        plain.build((None,) * (rank - 1) + (self._in_channels(),))
         weights = [ops.convert_to_numpy(self.normalized_kernel())]
         if self.layer.use_bias:
             weights.append(ops.convert_to_numpy(self.layer.bias))
@@ -181,6 +185,18 @@ def conv1d(filters, kernel_size, in_channels, *, strides=1, dilation_rate=1, gro
     layer = Conv1D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
                    groups=groups, kernel_initializer=kernel_init, bias_initializer=bias_init,
                    name=None if weight_norm else name, quantize=quantize)
+    return WeightNormalization(layer, name=name) if weight_norm else layer
+
+
+def conv2d(filters, kernel_size, in_channels, *, strides=1, weight_norm=True, init="pytorch",
+           stddev=0.02, name=None):
+    """A 'valid' Conv2D over [batch, time, freq, channels], optionally weight-normed,
+    initialised as conv1d (fan_in = kh * kw * in_channels)."""
+    kh, kw = kernel_size
+    kernel_init, bias_init = _initializers(init, stddev, kh * kw * in_channels)
+    layer = keras.layers.Conv2D(filters, kernel_size, strides=strides,
+                                kernel_initializer=kernel_init, bias_initializer=bias_init,
+                                name=None if weight_norm else name)
     return WeightNormalization(layer, name=name) if weight_norm else layer
 
 

@@ -19,12 +19,13 @@ import tensorflow as tf
 
 from tf_melgan.audio import AudioError, LogMel, load_audio
 from tf_melgan.config import Config
+from tf_melgan.errors import TfMelganError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
 log = logging.getLogger("tf_melgan")
 
 
-class DataError(ValueError):
+class DataError(TfMelganError, ValueError):
     """No usable training data; the message says where we looked and what was wrong."""
 
 

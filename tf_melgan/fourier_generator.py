@@ -58,6 +58,11 @@ class FourierGenerator(keras.Model):
         left, right = left + self.body.reach, right + self.body.reach
         return ReceptiveField(left, right, float(left), float(right))
 
+    @property
+    def min_frames(self) -> int:
+        """The fewest mel frames it takes (the body's widest reflection pad, plus one)."""
+        return self.body.min_frames
+
     def describe(self) -> dict:
         """The manifest's generator block: what the architecture is."""
         return {"head": "fourier", "body": self.body_type, "dim": self.dim,
@@ -113,4 +118,7 @@ class FourierGenerator(keras.Model):
         return {}  # no QAT model of this generator yet
 
     def float_layers(self) -> tuple:
-        return ()
+        """What `convert --quantize` keeps in float32 (--float_layers patterns): the head
+        (prior, magnitude and phase, inverse STFT), whose exp, sin / cos and 1026-term sums
+        int8 would swamp; the body runs in int8."""
+        return ("head",)

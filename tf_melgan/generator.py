@@ -137,6 +137,11 @@ class Generator(keras.Model):
         """Frames of mel one output frame depends on, from this model's layers."""
         return receptive_field(self)
 
+    @property
+    def min_frames(self) -> int:
+        """The fewest mel frames it takes: its first reflection pad needs more than its width."""
+        return self.pad_pre.padding + 1
+
     def describe(self) -> dict:
         """The manifest's generator block: what the architecture is."""
         return {"head": "waveform", "ngf": self.ngf, "ratios": list(self.ratios),

@@ -40,9 +40,10 @@ import warnings
 import numpy as np
 
 from tf_melgan.cli import DEBUG_HELP, new_flags
+from tf_melgan.errors import TfMelganError
 
 
-class CheckpointImportError(ValueError):
+class CheckpointImportError(TfMelganError, ValueError):
     """A PyTorch checkpoint cannot be imported; the message names the file and the reason."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+from tf_melgan.errors import TfMelganError
+
 try:
     import fcntl
 except ImportError:  # not POSIX: no locking (the README asks for Linux)
@@ -18,7 +20,7 @@ except ImportError:  # not POSIX: no locking (the README asks for Linux)
 LOCK_NAME = ".lock"
 
 
-class ModelDirBusy(RuntimeError):
+class ModelDirBusy(TfMelganError, RuntimeError):
     """Another process holds the model dir's lock; the message names its PID."""
 
 

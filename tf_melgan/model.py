@@ -8,6 +8,7 @@ import tensorflow as tf
 from tf_melgan.audio import LogMel
 from tf_melgan.config import Config
 from tf_melgan.discriminator import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from tf_melgan.spectral_discriminator import MultiResolutionSpectrogramDiscriminator
 from tf_melgan.builders import build_generator
 from tf_melgan.native import choose_grouped_conv
 from tf_melgan.losses import (discriminator_loss, generator_loss, mel_l1,
@@ -33,8 +34,9 @@ class MelGAN(keras.Model):
 
     Opt-in additions (not in the paper, each a config key): lambda_mel * mean|log_mel(G(s))
     - s| and lambda_stft * the multi-resolution STFT loss in the generator's loss; a
-    MultiPeriodDiscriminator beside the multi-scale one (its hinge and feature-matching
-    terms added to each loss, updated with D's optimizer); `generator_only` (set by the
+    MultiPeriodDiscriminator and a MultiResolutionSpectrogramDiscriminator beside the
+    multi-scale one, which num_scales 0 drops (each one's hinge and feature-matching terms
+    added to each loss, updated with D's optimizer); `generator_only` (set by the
     training loop before discriminator_start_step): G trains on those reconstruction
     losses alone and D is not run.
     """
@@ -43,10 +45,13 @@ class MelGAN(keras.Model):
                  log_mel: LogMel, lambda_feat: float = 10.0, lambda_mel: float = 0.0,
                  period_discriminator: MultiPeriodDiscriminator | None = None,
                  lambda_stft: float = 0.0, stft_resolutions=(), grouped_conv: str = "auto",
-                 lambda_phase: float = 0.0, **kwargs):
+                 lambda_phase: float = 0.0,
+                 spectrogram_discriminator: MultiResolutionSpectrogramDiscriminator | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
         self.period_discriminator = period_discriminator
+        self.spectrogram_discriminator = spectrogram_discriminator
         self.lambda_feat, self.lambda_mel = lambda_feat, lambda_mel
         self.lambda_stft, self.stft_resolutions = lambda_stft, [list(r) for r in stft_resolutions]
         self.lambda_phase = lambda_phase
@@ -65,17 +70,31 @@ class MelGAN(keras.Model):
             p = MultiPeriodDiscriminator.from_config_dataclass(config.discriminator,
                                                                name="period_discriminator")
             p.build()
+        s = None
+        if config.discriminator.spectrogram_resolutions:
+            s = MultiResolutionSpectrogramDiscriminator.from_config_dataclass(
+                config.discriminator, name="spectrogram_discriminator")
+            s.build()
         loss = config.loss
         return cls(g, d, LogMel(config.audio), lambda_feat=loss.lambda_feat,
                    lambda_mel=loss.lambda_mel, period_discriminator=p,
                    lambda_stft=loss.lambda_stft, stft_resolutions=loss.stft_resolutions,
                    grouped_conv=config.discriminator.grouped_conv,
-                   lambda_phase=loss.lambda_phase)
+                   lambda_phase=loss.lambda_phase, spectrogram_discriminator=s)
+
+    @property
+    def named_discriminators(self) -> dict:
+        """{checkpoint name: model} of every discriminator built (a 0-scale multi-scale one
+        included: it has no weights, and old checkpoints name it)."""
+        named = {"discriminator": self.discriminator,
+                 "period_discriminator": self.period_discriminator,
+                 "spectrogram_discriminator": self.spectrogram_discriminator}
+        return {name: d for name, d in named.items() if d is not None}
 
     @property
     def discriminators(self):
-        """The discriminator models in use: the multi-scale one, then the multi-period one."""
-        return [d for d in (self.discriminator, self.period_discriminator) if d is not None]
+        """The discriminator models in use: multi-scale, multi-period, spectrogram."""
+        return [d for d in self.named_discriminators.values() if d.discriminators]
 
     def d_variables(self):
         return [v for d in self.discriminators for v in d.trainable_variables]

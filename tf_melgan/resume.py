@@ -7,22 +7,28 @@ import dataclasses
 import logging
 import os
 
+from tf_melgan.errors import TrainingError
+
 log = logging.getLogger("tf_melgan")
 
 # The config keys that shape the weights: a checkpoint restores only into the same ones.
 ARCHITECTURE = {"audio": ["n_mels"],
-                "generator": ["ngf", "ratios", "n_residual_layers", "activation", "upsampling"],
+                "generator": ["ngf", "ratios", "n_residual_layers", "activation", "upsampling",
+                              "head", "body", "dim", "n_blocks", "intermediate", "phase"],
                 "discriminator": ["num_scales", "ndf", "n_layers", "downsampling",
-                                  "max_channels", "periods", "period_channels"]}
+                                  "max_channels", "periods", "period_channels",
+                                  "spectrogram_resolutions", "spectrogram_channels"]}
 
 
 @dataclasses.dataclass
 class InitSource:
     """What train --init_from starts from: `path` (a checkpoint prefix, or a generator's
-    .weights.h5), the `config` of the model it belongs to, and the ngf it trains at."""
+    .weights.h5), the `config` of the model it belongs to, the ngf it trains at, and
+    whether its discriminators are left out (another discriminator architecture)."""
     path: str
     config: object
     target_ngf: int
+    generator_only: bool = False
 
     @property
     def widens(self) -> bool:
@@ -45,7 +51,7 @@ def init_checkpoint(config, init_from: str) -> InitSource:
     if path is None:
         path = os.path.join(init_from, BEST_WEIGHTS)
         if not os.path.isfile(path):
-            raise SystemExit(f"--init_from {init_from}: no checkpoint in "
+            raise TrainingError(f"--init_from {init_from}: no checkpoint in "
                              f"{init_from}/checkpoints and no {BEST_WEIGHTS}")
     other = load_model_config(init_from)
     wider = (config.generator.ngf > other.generator.ngf
@@ -54,10 +60,13 @@ def init_checkpoint(config, init_from: str) -> InitSource:
               f"{getattr(getattr(config, section), name)} here"
               for section, names in ARCHITECTURE.items() for name in names
               if getattr(getattr(other, section), name) != getattr(getattr(config, section), name)
-              and (section != "discriminator" or not path.endswith(".h5"))
               and not (wider and f"{section}.{name}" == "generator.ngf")]
+    # Other discriminators (e.g. a GAN phase after a generator-only one): G comes from
+    # the checkpoint, the discriminators start fresh.
+    other_d = [d for d in differ if d.startswith("discriminator.")]
+    differ = [d for d in differ if not d.startswith("discriminator.")]
     if differ:
-        raise SystemExit(f"--init_from {init_from}: different architecture ({'; '.join(differ)})"
+        raise TrainingError(f"--init_from {init_from}: different architecture ({'; '.join(differ)})"
                          + ("; only a larger generator.ngf can start from it (widened, with "
                             "nearest upsampling and without QAT)"
                             if any(d.startswith("generator.ngf") for d in differ) else ""))
@@ -68,7 +77,11 @@ def init_checkpoint(config, init_from: str) -> InitSource:
         log.info("--init_from %s: its generator (ngf %d) is widened to ngf %d with the same "
                  "output (tf_melgan.widen)", init_from, other.generator.ngf,
                  config.generator.ngf)
-    return InitSource(path, other, config.generator.ngf)
+    generator_only = path.endswith(".h5") or bool(other_d)
+    if other_d and not differ:
+        log.info("--init_from %s: its discriminators differ (%s); they start fresh",
+                 init_from, "; ".join(other_d))
+    return InitSource(path, other, config.generator.ngf, generator_only)
 
 
 def _flat(config) -> dict:
@@ -91,7 +104,6 @@ def check_resume_config(config, model_dir: str) -> list[str]:
     "key: old -> new" (steps, learning rates, paths may change on resume). Writes nothing."""
     import tensorflow as tf
 
-    from tf_melgan.callbacks import TrainingError
     from tf_melgan.checkpoint import BEST_WEIGHTS
     from tf_melgan.config import ConfigError, load_config
 

@@ -25,13 +25,14 @@ import sys
 import numpy as np
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
+from tf_melgan.errors import TfMelganError
 from tf_melgan.pretrained import no_such_model
 
 LENGTHS = (32, 862)  # plus the model's minimum frame count
 SILENT_PEAK = 1e-4
 
 
-class SmokeFailure(Exception):
+class SmokeFailure(TfMelganError):
     pass
 
 

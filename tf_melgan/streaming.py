@@ -27,7 +27,8 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-# pad_pre = ReflectionPad(3) needs more than 3 frames (TF's REFLECT requires pad < size).
+# The fewest frames of a model that does not say (`min_frames`): the MelGAN generator's
+# pad_pre = ReflectionPad(3) needs more than 3 (TF's REFLECT requires pad < size).
 MIN_FRAMES = 4
 
 # Fixed parts of the architecture (see generator.py): the pre and post convs are
@@ -183,6 +184,11 @@ def empirical_receptive_field(generator_fn: Callable, n_mels: int, frames: int =
     return ReceptiveField(int(left), int(right), float(left), float(right))
 
 
+def min_frames_of(generator_fn) -> int:
+    """The fewest mel frames a model takes: its own `min_frames`, else MIN_FRAMES."""
+    return int(getattr(generator_fn, "min_frames", None) or MIN_FRAMES)
+
+
 def _context(generator_fn, context_frames):
     """(left, right) context frames: given, or the receptive field of the model."""
     if context_frames is None:
@@ -282,6 +288,7 @@ def stream(generator_fn: Callable, mel, chunk_frames: int,
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     left, right = _context(generator_fn, context_frames)
+    least = min_frames_of(generator_fn)
     if fixed_frames is None:
         fixed_frames = getattr(generator_fn, "fixed_frames", None)
     if fixed_frames is not None and fixed_frames < chunk_frames + left + right:
@@ -293,24 +300,24 @@ def stream(generator_fn: Callable, mel, chunk_frames: int,
     while True:
         stop = start + chunk_frames
         if fixed_frames is None:
-            source.fill(max(stop + right, MIN_FRAMES))
+            source.fill(max(stop + right, least))
         else:
             source.fill(max(start - left, 0) + fixed_frames)
         if source.total is not None and start >= source.total:
             if start == 0:
                 raise ValueError("mel has no frames")
             return
-        if source.total is not None and source.total < MIN_FRAMES:
+        if source.total is not None and source.total < least:
             raise ValueError(f"mel has {source.total} frames; the generator needs at least "
-                             f"{MIN_FRAMES}")
+                             f"{least}")
         end = source.known if source.total is None else source.total  # frames available
         stop = min(stop, end)
         lo = max(start - left, 0)
         if fixed_frames is None:
             hi = min(stop + right, end)
-            if hi - lo < MIN_FRAMES:  # widen (more context never hurts)
-                lo = max(hi - MIN_FRAMES, 0)
-                hi = min(lo + MIN_FRAMES, end)
+            if hi - lo < least:  # widen (more context never hurts)
+                lo = max(hi - least, 0)
+                hi = min(lo + least, end)
             window = source.get(lo, hi)
         else:
             if source.total is not None:
@@ -323,9 +330,9 @@ def stream(generator_fn: Callable, mel, chunk_frames: int,
             hop = audio.shape[0] // window.shape[0]
         yield audio[(start - lo) * hop:(stop - lo) * hop]
         start = stop
-        # Keep what a later window can still reach: its context (widened to MIN_FRAMES),
+        # Keep what a later window can still reach: its context (widened to min_frames),
         # and for a fixed window, the last W frames (the final window ends at the end).
-        keep = start - max(left, MIN_FRAMES)
+        keep = start - max(left, least)
         if fixed_frames is not None:
             keep = min(keep, source.known - fixed_frames)
         source.release(keep)
@@ -364,7 +371,7 @@ def first_chunk_latency(generator_fn: Callable, n_mels: int, chunk_frames: int,
     left, right = _context(generator_fn, context_frames)
     if fixed_frames is None:
         fixed_frames = getattr(generator_fn, "fixed_frames", None)
-    frames = max(chunk_frames + right, MIN_FRAMES, fixed_frames or 0)
+    frames = max(chunk_frames + right, min_frames_of(generator_fn), fixed_frames or 0)
     mel = np.random.default_rng(0).normal(-2.0, 1.5, (frames, n_mels)).astype(np.float32)
     times = []
     for _ in range(repeats + 1):

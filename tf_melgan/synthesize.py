@@ -83,7 +83,7 @@ def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=No
     from tf_melgan.streaming import stream_all
 
     vocoder = as_vocoder(model)
-    mel = validate_mel(mel, vocoder.n_mels)
+    mel = validate_mel(mel, vocoder.n_mels, min_frames=vocoder.min_frames)
     if vocoder.fixed_frames is not None and (chunk_frames or mel.shape[0] != vocoder.fixed_frames):
         chunk_frames = chunk_frames or _fixed_chunk(vocoder, context_frames)
     if chunk_frames:
@@ -132,7 +132,7 @@ def _read_input(path: str, vocoder: Vocoder):
             raise MelError(f"{path}: not a readable .npy file ({reason})") from None
         if not isinstance(mel, np.ndarray):
             raise MelError(f"{path}: not a single array")
-        mel = validate_mel(mel, vocoder.n_mels, name=path)
+        mel = validate_mel(mel, vocoder.n_mels, name=path, min_frames=vocoder.min_frames)
         if vocoder.audio is not None:
             from tf_melgan.audio import silence_mel
 
@@ -153,16 +153,16 @@ def _read_input(path: str, vocoder: Vocoder):
     except AudioError as e:
         raise SynthesisError(one_line(e)) from None
     from tf_melgan.audio import stft_padding
-    from tf_melgan.streaming import MIN_FRAMES
 
-    # MIN_FRAMES frames, and more samples than the mel's reflection pad takes
-    need = max(MIN_FRAMES * vocoder.audio.hop_length, stft_padding(vocoder.audio) + 1)
+    # min_frames frames, and more samples than the mel's reflection pad takes
+    need = max(vocoder.min_frames * vocoder.audio.hop_length, stft_padding(vocoder.audio) + 1)
     if len(audio) < need:  # checked here: the mel of a shorter clip fails inside NumPy
         rate = vocoder.audio.sample_rate
         raise SynthesisError(f"{path}: too short ({len(audio)} samples at {rate} Hz); the "
-                             f"vocoder needs at least {MIN_FRAMES} frames, {need} samples "
+                             f"vocoder needs at least {vocoder.min_frames} frames, {need} samples "
                              f"({1000 * need / rate:.0f} ms)")
-    return validate_mel(mel_of_audio(audio, vocoder), vocoder.n_mels, name=path)
+    return validate_mel(mel_of_audio(audio, vocoder), vocoder.n_mels, name=path,
+                        min_frames=vocoder.min_frames)
 
 
 def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):

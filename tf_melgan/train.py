@@ -145,19 +145,14 @@ def _run_from_flags(fv, config_path, debug) -> int:
     strategy = make_strategy(fv.strategy, fv.cpu_replicas)
     from tf_melgan.checkpoint import ModelDirError
     from tf_melgan.data import DataError
+    from tf_melgan.errors import TfMelganError
     try:
         summary = run(config, fv.model_dir, strategy, fv.verbose, fv.init_from,
                       progress=fv.progress, log_every=fv.log_every)
-    except DataError as e:
-        print(f"data error: {e}", file=sys.stderr)
-        return 1
-    except (ModelDirError, ConfigError) as e:
-        print(f"--init_from: {e}", file=sys.stderr)
-        return 1
-    except SystemExit as e:  # run()'s one-line refusals
-        if not isinstance(e.code, str):
-            raise
-        print(e.code, file=sys.stderr)
+    except TfMelganError as e:  # run()'s one-line refusals
+        prefix = {DataError: "data error", ModelDirError: "--init_from",
+                  ConfigError: "config error"}.get(type(e), "error")
+        print(f"{prefix}: {e}", file=sys.stderr)
         return 1
     if summary["chief"]:
         print(summary_text(summary), flush=True)

@@ -12,7 +12,9 @@ import logging
 import os
 import time
 
+from tf_melgan.config import ConfigError
 from tf_melgan.distribute import is_chief, set_precision
+from tf_melgan.errors import TrainingError
 from tf_melgan.resume import check_resume_config, init_checkpoint
 
 log = logging.getLogger("tf_melgan")
@@ -31,7 +33,6 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None,
     import tensorflow as tf
 
     from tf_melgan.atomic import describe
-    from tf_melgan.callbacks import TrainingError
     from tf_melgan.lock import LOCK_NAME, ModelDirBusy, ModelDirLock
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -74,8 +75,8 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: 
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if t.batch_size % replicas:
-        raise SystemExit(f"training.batch_size {t.batch_size} is not divisible by the "
-                         f"{replicas} replicas")
+        raise ConfigError(f"training.batch_size {t.batch_size} is not divisible by the "
+                          f"{replicas} replicas")
     changed = check_resume_config(config, model_dir)  # before anything is written
     if changed:
         log.info("resuming with changed settings: %s", "; ".join(changed))
@@ -184,13 +185,11 @@ def _build(config, model_dir: str, strategy, precision: str, chief: bool):
                         make_optimizer(config.d_optimizer, fp16),
                         jit_compile=config.training.jit_compile)
         except ValueError as e:  # an explicit grouped_conv that cannot run here
-            raise SystemExit(f"config error: {e}") from None
-        extra = {"period_discriminator": gan.period_discriminator} \
-            if gan.period_discriminator is not None else {}
+            raise ConfigError(str(e)) from None
         checkpoint = tf.train.Checkpoint(generator=gan.generator,
-                                         discriminator=gan.discriminator,
                                          g_optimizer=gan.g_optimizer,
-                                         d_optimizer=gan.d_optimizer, **extra)
+                                         d_optimizer=gan.d_optimizer,
+                                         **gan.named_discriminators)
     log.info("discriminator grouped convs: %s (discriminator.grouped_conv=%s)",
              gan.grouped_conv, config.discriminator.grouped_conv)
     ckpt_dir = os.path.join(model_dir, "checkpoints")
@@ -206,7 +205,6 @@ def _restore(gan, manager, model_dir: str, init_source) -> None:
     `init_source` (a generator .h5 or another model dir's checkpoint), else from scratch."""
     import tensorflow as tf
 
-    from tf_melgan.callbacks import TrainingError
     from tf_melgan.cli import one_line
 
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
@@ -233,10 +231,11 @@ def _init(gan, source) -> None:
         generator.load_weights(source.path)
         log.info("initialised the generator from %s; the discriminators start fresh",
                  source.path)
+    elif source.generator_only:
+        restore_weights(source.path, generator=generator)
+        log.info("initialised the generator from %s", source.path)
     else:
-        models = {"generator": generator, "discriminator": gan.discriminator}
-        if gan.period_discriminator is not None:
-            models["period_discriminator"] = gan.period_discriminator
+        models = {"generator": generator, **gan.named_discriminators}
         restore_weights(source.path, **models)
         log.info("initialised generator and discriminator(s) from %s", source.path)
     if source.widens:
@@ -247,7 +246,6 @@ def _tidy_and_record_config(config, model_dir: str) -> None:
     """Training can start: removes what killed runs left, then records the config (and the
     mel statistics it refers to)."""
     from tf_melgan.atomic import WriteError, remove_temporaries, write_text
-    from tf_melgan.callbacks import TrainingError
     from tf_melgan.checkpoint import remove_checkpoint_debris
     from tf_melgan.preprocess import store_mel_stats  # MODEL_DIR/mel_stats.npy
 

@@ -40,12 +40,10 @@ def serving_archive(generator, n_mels: int, batch=None, frames=None, check_frame
                     manifest_path=None):
     """A keras.export.ExportArchive with the one `serving_default` endpoint: 'mel' float32
     [batch, frames, n_mels] -> {'audio': [batch, frames * hop]}. `check_frames`: refuse
-    fewer than MIN_FRAMES frames at run time (an assert op: not in a LiteRT graph);
+    fewer than the generator's min_frames at run time (an assert op: not in a LiteRT graph);
     `manifest_path`: the manifest, attached as the asset tf_melgan_config."""
     import keras
     import tensorflow as tf
-
-    from tf_melgan.streaming import MIN_FRAMES
 
     # Endpoint variables are tracked automatically; track(generator) would only add a
     # slow walk over the layers looking for lookup tables.
@@ -56,8 +54,8 @@ def serving_archive(generator, n_mels: int, batch=None, frames=None, check_frame
     def serve(mel):
         if check_frames:
             check = tf.debugging.assert_greater_equal(
-                tf.shape(mel)[1], MIN_FRAMES,
-                message=f"mel needs at least {MIN_FRAMES} frames")
+                tf.shape(mel)[1], generator.min_frames,
+                message=f"mel needs at least {generator.min_frames} frames")
             with tf.control_dependencies([check]):
                 mel = tf.identity(mel)
         return {OUTPUT_NAME: generator(mel, training=False)}

@@ -18,6 +18,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
 from tf_melgan.cli import native_logs_silenced
+from tf_melgan.errors import TfMelganError
 
 # Resource-variable ops: a converter that did not freeze the weights into the file emits
 # these (TF 2.21's from_concrete_functions / saved_model.save with a lambda signature).
@@ -34,7 +35,7 @@ _TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items()
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of a .tflite
 
 
-class ModelCheckError(ValueError):
+class ModelCheckError(TfMelganError, ValueError):
     """A .tflite file is not a usable tf-melgan vocoder; the message says why."""
 
 

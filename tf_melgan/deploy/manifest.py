@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from tf_melgan.errors import TfMelganError
+
 SIDECAR = "tf_melgan.json"  # a SavedModel's asset
 FORMAT_VERSION = 1
 QAT_RANGES = "qat"  # activation_ranges of an int8 model made with a QAT model dir's ranges
@@ -39,7 +41,7 @@ MEL_RECIPE = {  # audio.mel_preset 'melgan', the default
 }
 
 
-class ManifestError(ValueError):
+class ManifestError(TfMelganError, ValueError):
     """A manifest is missing a field or has a wrong one; the message says which."""
 
 
@@ -179,8 +181,6 @@ def manifest_for(config, generator, source=None, **fields) -> Manifest:
     (model_dir, checkpoint.GeneratorSource), which generator was exported; `fields`: the
     format's own (a .tflite's quantization, tensors, measured quality...)."""
     from tf_melgan import __version__
-    from tf_melgan.streaming import MIN_FRAMES
-
     field = generator.receptive_field
     audio = dict(vars(config.audio))
     if "stats_path" in audio:
@@ -194,7 +194,7 @@ def manifest_for(config, generator, source=None, **fields) -> Manifest:
         signature={"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME,
                    "input_shape": [None, None, config.audio.n_mels],
                    "output_shape": [None, None], "dtype": "float32"},
-        min_frames=MIN_FRAMES,
+        min_frames=generator.min_frames,
         receptive_field_frames={"left": field.left, "right": field.right},
         source=_source(source),
         **fields)

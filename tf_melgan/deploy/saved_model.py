@@ -19,11 +19,12 @@ import tempfile
 from tf_melgan.deploy.graph import serving_archive
 from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, SIDECAR, SIGNATURE,
                                        manifest_for)
+from tf_melgan.errors import TfMelganError
 
 TOLERANCE = 1e-5  # a generator may set its own `export_tolerance` (the Fourier head's)
 
 
-class ExportError(RuntimeError):
+class ExportError(TfMelganError, RuntimeError):
     """The export could not be written or did not reproduce the Keras model."""
 
 
@@ -59,12 +60,13 @@ def _check_consistent(generator, config, given: bool):
         raise ExportError("generator architecture differs from config.generator")
 
 
-def _test_mels(n_mels, seed=0):
+def _test_mels(n_mels, min_frames, seed=0):
+    """Two batches of log10-mel-like values: a longer one and the model's shortest input."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)  # log10-mel-like values
-    return [rng.normal(-2.0, 1.5, (2, 23, n_mels)).astype(np.float32),
-            rng.normal(-2.0, 1.5, (1, 4, n_mels)).astype(np.float32)]
+    rng = np.random.default_rng(seed)
+    return [rng.normal(-2.0, 1.5, (2, max(23, min_frames), n_mels)).astype(np.float32),
+            rng.normal(-2.0, 1.5, (1, min_frames, n_mels)).astype(np.float32)]
 
 
 @contextlib.contextmanager
@@ -98,7 +100,7 @@ def verify_saved_model(path: str, generator, n_mels: int,
     if list(fn.structured_outputs) != [OUTPUT_NAME]:
         raise ExportError(f"{path}: unexpected outputs {fn.structured_outputs}")
     worst = 0.0
-    mels = _test_mels(n_mels)
+    mels = _test_mels(n_mels, generator.min_frames)
     expected = [np.asarray(generator(m, training=False)) for m in mels]
     for mel, want in zip(mels, expected):
         got = fn(**{INPUT_NAME: tf.constant(mel)})[OUTPUT_NAME].numpy()

@@ -14,9 +14,11 @@ import numpy as np
 
 from tf_melgan.deploy.litert import TFLITE_IDENTIFIER, LiteRTModel, ModelCheckError
 from tf_melgan.deploy.manifest import OUTPUT_NAME, SIGNATURE, ManifestError, read_manifest
+from tf_melgan.errors import TfMelganError
+from tf_melgan.streaming import MIN_FRAMES
 
 
-class SynthesisError(ValueError):
+class SynthesisError(TfMelganError, ValueError):
     """A model or an input cannot be used; the message is one line naming it."""
 
 
@@ -28,16 +30,19 @@ class Vocoder:
     manifest (None for a model dir or a callable); `audio` the AudioConfig the mel must be
     computed with and `mel_stats` its per-band normalisation ([2, n_mels], or None), None
     when the model carries none; `fixed_frames` the static frame count of a fixed-shape
-    model (else None); `receptive_field` (None when unknown); `source` which generator
+    model (else None); `receptive_field` (None when unknown); `min_frames` the fewest
+    frames it takes (streaming.MIN_FRAMES when unknown); `source` which generator
     it is, when known; `runtime` the LiteRTModel of a .tflite."""
 
     def __init__(self, fn, kind: str, path: str, n_mels: int, audio=None,
                  hop_length: Optional[int] = None, fixed_frames: Optional[int] = None,
-                 receptive_field=None, manifest=None, mel_stats=None, source=None):
+                 receptive_field=None, manifest=None, mel_stats=None, source=None,
+                 min_frames: Optional[int] = None):
         self._fn, self.kind, self.path, self.n_mels = fn, kind, path, n_mels
         self.audio, self.fixed_frames, self.receptive_field = audio, fixed_frames, receptive_field
         self._hop, self.manifest, self.mel_stats = hop_length, manifest, mel_stats
         self._source, self.runtime = source, None
+        self.min_frames = MIN_FRAMES if min_frames is None else int(min_frames)
 
     @property
     def source(self) -> Optional[str]:
@@ -49,8 +54,7 @@ class Vocoder:
     @property
     def hop_length(self) -> int:
         if self._hop is None:  # measure it
-            from tf_melgan.streaming import MIN_FRAMES
-            frames = self.fixed_frames or MIN_FRAMES
+            frames = self.fixed_frames or self.min_frames
             self._hop = self(np.zeros((1, frames, self.n_mels), np.float32)).shape[1] // frames
         return self._hop
 
@@ -79,9 +83,11 @@ def _from_manifest(manifest, path, **kwargs) -> dict:
         return kwargs
     try:
         fields = dict(audio=manifest.audio_config(), hop_length=manifest.hop,
-                      receptive_field=manifest.receptive_field(), mel_stats=manifest.stats())
+                      receptive_field=manifest.receptive_field(), mel_stats=manifest.stats(),
+                      min_frames=manifest.min_frames)
     except ModuleNotFoundError:  # a LiteRT-only environment: no config classes
-        fields = dict(hop_length=manifest.hop, receptive_field=manifest.receptive_field())
+        fields = dict(hop_length=manifest.hop, receptive_field=manifest.receptive_field(),
+                      min_frames=manifest.min_frames)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         from tf_melgan.cli import one_line
         raise SynthesisError(f"{path}: the model's manifest is not valid: {one_line(e)}") \
@@ -109,7 +115,7 @@ def keras_vocoder(generator, config=None, path="<generator>", source=None) -> Vo
         tf.TensorSpec([None, None, generator.n_mels], tf.float32)])
     return Vocoder(lambda mel: fn(mel).numpy(), "keras", path, generator.n_mels,
                    None if config is None else config.audio, generator.hop_length, None,
-                   generator.receptive_field, source=source)
+                   generator.receptive_field, source=source, min_frames=generator.min_frames)
 
 
 def _load_model_dir(path, which):
@@ -225,7 +231,8 @@ def as_vocoder(model, which: str = "best") -> Vocoder:
             raise SynthesisError("a callable model needs an n_mels attribute")
         return Vocoder(model, "callable", repr(model), n_mels,
                        fixed_frames=getattr(model, "fixed_frames", None),
-                       receptive_field=getattr(model, "receptive_field", None))
+                       receptive_field=getattr(model, "receptive_field", None),
+                       min_frames=getattr(model, "min_frames", None))
     raise SynthesisError(f"cannot use a {type(model).__name__} as a vocoder")
 
 

@@ -144,6 +144,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     source = generator_source(model_dir, which)
     log(f"generator: {source.describe()} of {model_dir}")
     generator, config = load_generator(model_dir, which=which, fold=True)
+    if frames is not None and frames < generator.min_frames:
+        raise ConversionError(f"frames {frames}: this generator needs at least "
+                              f"{generator.min_frames}")
     qat_generator = qat_ranges.load(model_dir, which) if qat_allowed else None
     if qat_generator is not None:
         log(f"QAT model dir: int8 with its activation ranges ({len(qat_generator.quantizers())} "
@@ -155,6 +158,10 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         if trained_float:  # as it trained (qat_float_output, qat_float_stages)
             float_layers = (*float_layers, *trained_float)
             log(f"QAT with float32 layers: --float_layers {','.join(trained_float)}")
+    elif qat_allowed and generator.float_layers():  # the Fourier head: int8 body only
+        float_layers = (*float_layers, *(p for p in generator.float_layers()
+                                         if p not in float_layers))
+        log(f"int8 with float32 layers: --float_layers {','.join(float_layers)}")
     elif qat_allowed:  # e.g. `ljspeech_large`, shipped without an int8 form
         log("WARNING: no quantization-aware form here (training.qat; MODEL_DIR/int8): int8 "
             "from the float weights loses much of a trained vocoder's quality (docs/"
@@ -197,7 +204,9 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             f.write(model_bytes)
         runtime = LiteRTModel(tmp_model, num_threads=num_threads, signature=SIGNATURE)
         checks.check_signature(runtime, frames)
-        min_frames = frames or checks.probe_min_frames(tmp_model, hop, n_mels)
+        # The generator's own minimum: a sliced pad runs on fewer frames, but wrongly.
+        min_frames = frames or max(generator.min_frames,
+                                   checks.probe_min_frames(tmp_model, hop, n_mels))
 
         reference = qat_generator or generator  # a QAT model: the int8 it simulates
 

@@ -1,7 +1,9 @@
 """What every part of the converter reports with."""
 
+from tf_melgan.errors import TfMelganError
 
-class ConversionError(RuntimeError):
+
+class ConversionError(TfMelganError, RuntimeError):
     """Conversion refused; the message says why. Nothing was written."""
 
 
