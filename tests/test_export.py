@@ -198,6 +198,14 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys):
     one_error_line(capsys.readouterr().err)
 
 
+def test_export_to_a_read_only_place_is_one_line_naming_it(model, read_only_dir, capsys):
+    out = read_only_dir / "saved"
+    assert export.main(["export", "--model_dir", model["dir"], "--output", str(out)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line == f"error: {out}: Read-only file system" or "Permission denied" in line
+    assert os.listdir(read_only_dir) == []
+
+
 # ------------------------------------------------------------------ synthesis API
 
 def to_tflite(saved_model_dir, path, sidecar_from):

@@ -1,6 +1,6 @@
 """The convolutions: Conv1D written with the ops TF and LiteRT run fastest, PyTorch-style
 weight normalization, the transposed conv's polyphase form, the official initialisation;
-Conv1D's `quantize` option simulates LiteRT's int8 conv (tf_melgan.qat)."""
+Conv1D's `quantize` option simulates LiteRT's int8 conv (tf_melgan.fake_quant)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_melgan import native, qat
+from tf_melgan import fake_quant, native
 from tf_melgan.conv_ops import dilated_conv1d, grouped_conv1d
 
 
@@ -29,13 +29,13 @@ class Conv1D(keras.layers.Conv1D):
 
     def __init__(self, *args, quantize=False, **kwargs):
         super().__init__(*args, **kwargs)
-        # quantize: as LiteRT's int8 conv (tf_melgan.qat): int8 kernel, int8 output.
+        # quantize: as LiteRT's int8 conv (tf_melgan.fake_quant): int8 kernel, int8 output.
         self.quantize = quantize
-        self.output_quantizer = qat.ActivationQuantizer(name="output_q") if quantize else None
+        self.output_quantizer = fake_quant.ActivationQuantizer(name="output_q") if quantize else None
 
     def int8_kernel(self, kernel):
         active = self.quantize and self.output_quantizer.active
-        return qat.quantize_kernel(kernel) if active else kernel
+        return fake_quant.quantize_kernel(kernel) if active else kernel
 
     def int8_output(self, outputs):
         return self.output_quantizer(outputs) if self.quantize else outputs
@@ -180,7 +180,7 @@ def _initializers(init, stddev, fan_in):
 def conv1d(filters, kernel_size, in_channels, *, strides=1, dilation_rate=1, groups=1,
            weight_norm=True, init="pytorch", stddev=0.02, name=None, quantize=False):
     """A 'valid' Conv1D, optionally weight-normed, initialised like the official code;
-    `quantize`: LiteRT's int8 simulated (tf_melgan.qat)."""
+    `quantize`: LiteRT's int8 simulated (tf_melgan.fake_quant)."""
     kernel_init, bias_init = _initializers(init, stddev, kernel_size * in_channels // groups)
     layer = Conv1D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
                    groups=groups, kernel_initializer=kernel_init, bias_initializer=bias_init,
@@ -235,7 +235,7 @@ class PolyphaseConv1DTranspose(keras.layers.Conv1DTranspose):
 
 
 def quantizers_of(layer) -> dict:
-    """{name: ActivationQuantizer} of a layer built with quantize=True (tf_melgan.qat: a
+    """{name: ActivationQuantizer} of a layer built with quantize=True (tf_melgan.fake_quant: a
     conv, weight-normed or not, an upsampler, an activation, a residual block, each with a
     `quantizers()` method); {} for any other layer."""
     method = getattr(layer, "quantizers", None)

@@ -9,7 +9,7 @@ from tf_melgan.config import Config, GeneratorConfig
 from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into, quantizers_of
 from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
                               activation_layer)
-from tf_melgan.qat import TANH_RANGE, ActivationQuantizer
+from tf_melgan.fake_quant import TANH_RANGE, ActivationQuantizer
 from tf_melgan.streaming import ReceptiveField, receptive_field
 
 
@@ -25,7 +25,7 @@ class Generator(keras.Model):
     'nearest' (not in the paper) replaces each transposed conv by a NearestUpsampler.
     pad_mode and polyphase pick the ops of an export graph (ReflectionPad1D's mode,
     PolyphaseConv1DTranspose), not the numbers; tf_melgan.deploy.graph sets them.
-    quantize=True simulates LiteRT's int8 model of it (tf_melgan.qat; nearest upsampling
+    quantize=True simulates LiteRT's int8 model of it (tf_melgan.fake_quant; nearest upsampling
     only: the transposed convs export as another graph); with float_output, the int8 model
     of `convert --quantize --float_layers output` (conv_post and tanh in float32), and with
     float_stages N too, the last N upsampling stages and act_post in float32 (float_layers()

@@ -1,6 +1,6 @@
 """Building blocks: reflection padding, the nearest-neighbour upsampler, Snake and the
 generator's residual block (the convolutions are in tf_melgan.convs); their `quantize`
-option simulates LiteRT's int8 (tf_melgan.qat)."""
+option simulates LiteRT's int8 (tf_melgan.fake_quant)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_melgan import qat
+from tf_melgan import fake_quant
 from tf_melgan.convs import conv1d, quantizers_of
 
 
@@ -100,14 +100,14 @@ class Snake(keras.layers.Layer):
     """x + sin^2(a x) / a on [..., channels], one trainable a per channel, starting at 1:
     BigVGAN's periodic activation (Lee et al. 2023; Ziyin et al. 2020). Builtin ops only
     (SIN, MUL, ADD), so it converts to LiteRT as is. `quantize`: LiteRT's int8 simulated
-    (tf_melgan.qat): a and 1 / a int8 constants, int8 a x, sin^2(a x), sin^2 / a and sum
+    (tf_melgan.fake_quant): a and 1 / a int8 constants, int8 a x, sin^2(a x), sin^2 / a and sum
     (SIN and SQUARE run in float in between)."""
 
     def __init__(self, channels, quantize=False, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.quantize = quantize
-        self.q = {n: qat.ActivationQuantizer(name=f"{n}_q")
+        self.q = {n: fake_quant.ActivationQuantizer(name=f"{n}_q")
                   for n in ("mul", "square", "div", "add")} if quantize else None
 
     def build(self, input_shape=None):
@@ -119,7 +119,7 @@ class Snake(keras.layers.Layer):
         if not self.quantize:
             return x + ops.square(ops.sin(a * x)) / (a + 1e-9)
         q = self.q
-        const = qat.quantize_constant if q["mul"].active else (lambda c: c)
+        const = fake_quant.quantize_constant if q["mul"].active else (lambda c: c)
         y = q["square"](ops.square(ops.sin(q["mul"](x * const(a)))))
         return q["add"](x + q["div"](y * const(1.0 / (a + 1e-9))))
 
@@ -132,11 +132,11 @@ class Snake(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_melgan")
 class QuantizedLeakyReLU(keras.layers.LeakyReLU):
-    """LeakyReLU with LiteRT's int8 output simulated (tf_melgan.qat)."""
+    """LeakyReLU with LiteRT's int8 output simulated (tf_melgan.fake_quant)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.output_quantizer = qat.ActivationQuantizer(name="output_q")
+        self.output_quantizer = fake_quant.ActivationQuantizer(name="output_q")
 
     def call(self, x):
         return self.output_quantizer(super().call(x))
@@ -150,7 +150,7 @@ ACTIVATIONS = ("leaky_relu", "snake")
 
 def activation_layer(kind, channels, name=None, quantize=False):
     """The generator's nonlinearity: LeakyReLU(0.2) (the paper) or Snake; `quantize`: with
-    LiteRT's int8 simulated (tf_melgan.qat)."""
+    LiteRT's int8 simulated (tf_melgan.fake_quant)."""
     if kind == "leaky_relu":
         return (QuantizedLeakyReLU if quantize else keras.layers.LeakyReLU)(0.2, name=name)
     if kind == "snake":
@@ -177,7 +177,7 @@ class ResidualBlock(keras.layers.Layer):
         self.act_2 = activation_layer(activation, channels, quantize=quantize)
         self.conv_1x1 = conv1d(channels, 1, channels, **opts)
         self.shortcut = conv1d(channels, 1, channels, **opts)
-        self.add_quantizer = qat.ActivationQuantizer(name="add_q") if quantize else None
+        self.add_quantizer = fake_quant.ActivationQuantizer(name="add_q") if quantize else None
 
     def build(self, input_shape):
         self.act_1.build(input_shape)

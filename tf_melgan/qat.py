@@ -16,8 +16,10 @@ Inference"):
   Pads, slices, concat, reshape and the nearest upsampler's tile keep their input's scale
   in LiteRT: nothing to simulate there.
 
-Gradients are straight-through (tf.quantization.fake_quant_*: identity inside the range,
-zero outside). Activation ranges are calibrated on the float model as the converter does
+The primitives (`quantize_kernel`, `quantize_constant`, `ActivationQuantizer`) are
+tf_melgan.fake_quant's, below the layers; this module calibrates, stores and loads the
+ranges, above tf_melgan.checkpoint. Gradients are straight-through
+(tf.quantization.fake_quant_*: identity inside the range, zero outside). Activation ranges are calibrated on the float model as the converter does
 (the [100 - p, p] percentiles, tf_melgan.deploy.convert.ranges) and then frozen; they live in
 MODEL_DIR/qat_ranges.json beside the weights, which stay plain float weights.
 """
@@ -27,64 +29,13 @@ from __future__ import annotations
 import json
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_melgan.atomic import write_text
+from tf_melgan.checkpoint import load_generator
+
 RANGES_FILE = "qat_ranges.json"
-TANH_RANGE = (-1.0, 127.0 / 128.0)  # LiteRT's fixed int8 output range of TANH
-
-
-def quantize_kernel(kernel):
-    """Per-output-channel (last axis) symmetric int8 fake quantization, [-127, 127] steps
-    of max|w| / 127: LiteRT's conv weights."""
-    axes = list(range(len(kernel.shape) - 1))
-    m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(kernel), axis=axes), 1e-12))
-    return tf.quantization.fake_quant_with_min_max_vars_per_channel(
-        kernel, -m, m, num_bits=8, narrow_range=True)
-
-
-def quantize_constant(c):
-    """Per-tensor asymmetric int8 fake quantization over [min(0, min c), max(0, max c)]:
-    LiteRT's quantization of a constant operand of MUL."""
-    lo = tf.stop_gradient(tf.minimum(tf.reduce_min(c), 0.0))
-    hi = tf.stop_gradient(tf.maximum(tf.reduce_max(c), 0.0))
-    return tf.quantization.fake_quant_with_min_max_vars(c, lo, hi, num_bits=8)
-
-
-@keras.saving.register_keras_serializable(package="tf_melgan")
-class ActivationQuantizer(keras.layers.Layer):
-    """Per-tensor asymmetric int8 fake quantization of an activation over [lo, hi]
-    (nudged so that 0 is exact, as LiteRT). Identity until a range is set, and while
-    `observer` (a callable taking (self, numpy value), set by `calibrate` / `observe`)
-    watches the float value: calibration sees the float model, as the converter's does.
-    `fixed`: the range is part of the op (tanh), never calibrated."""
-
-    def __init__(self, lo=None, hi=None, fixed=False, **kwargs):
-        super().__init__(**kwargs)
-        self.lo, self.hi, self.fixed = lo, hi, fixed
-        self.observer = None
-
-    @property
-    def active(self) -> bool:
-        return self.lo is not None and self.observer is None
-
-    def set_range(self, lo, hi):
-        if not self.fixed:
-            self.lo, self.hi = float(min(lo, 0.0)), float(max(hi, 0.0))
-
-    def call(self, x):
-        if self.observer is not None:
-            self.observer(self, np.asarray(x))
-            return x
-        if self.lo is None:
-            return x
-        y = tf.quantization.fake_quant_with_min_max_args(
-            tf.cast(x, "float32"), min=self.lo, max=self.hi, num_bits=8)
-        return tf.cast(y, x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "lo": self.lo, "hi": self.hi, "fixed": self.fixed}
 
 
 def observe(generator, mels, observer):
@@ -105,6 +56,7 @@ def calibrate(generator, mels, percentile=99.99, max_values=131072, seed=0) -> d
     [100 - p, p] percentiles of its float values over `mels`: two passes, min/max then a
     histogram, as tf_melgan.deploy.convert.ranges does on the converter's side (its
     add_to_histogram / percentile_range). Returns the ranges."""
+    # Deferred: tf_melgan.deploy.convert needs ai-edge-litert (the [litert] extra).
     from tf_melgan.deploy.convert.ranges import BINS, add_to_histogram, percentile_range
     names = {id(q): n for n, q in generator.quantizers().items()}
     minmax = {}
@@ -144,7 +96,6 @@ def set_ranges(generator, ranges: dict) -> None:
 
 def save_ranges(generator, model_dir: str, info: dict | None = None) -> str:
     """Writes MODEL_DIR/qat_ranges.json (atomically); returns its path."""
-    from tf_melgan.atomic import write_text
     path = os.path.join(model_dir, RANGES_FILE)
     data = {"ranges": {n: list(r) for n, r in ranges_of(generator).items()},
             **(info or {})}
@@ -162,11 +113,10 @@ def load_ranges(model_dir: str) -> dict | None:
 
 
 def load_quantized(model_dir: str, which: str = "best", fold: bool = True):
-    """(generator, config): the quantization-aware generator of a model dir with its
-    qat_ranges.json, ranges set; (None, None) when the dir has no QAT ranges."""
-    from tf_melgan.checkpoint import load_generator
-    from tf_melgan.pretrained import resolve
-    ranges = load_ranges(resolve(model_dir))
+    """(generator, config): the quantization-aware generator of a model dir (a path: a
+    shipped vocoder's name is resolved by the caller) with its qat_ranges.json, ranges set;
+    (None, None) when the dir has no QAT ranges."""
+    ranges = load_ranges(model_dir)
     if ranges is None:
         return None, None
     generator, config = load_generator(model_dir, which, fold=False, quantize=True)

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 
+from tf_melgan.atomic import WriteError, check_writable
 from tf_melgan.deploy.graph import serving_archive
 from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, SIDECAR, SIGNATURE,
                                        manifest_for)
@@ -159,14 +160,17 @@ def export_with_report(model_dir_or_generator, output_dir, config=None, which="b
     """export_saved_model, also returning the max |SavedModel - Keras| it measured and
     which generator it was ((model_dir, GeneratorSource) or None)."""
     given = config is not None
-    generator, config, source = _resolve(model_dir_or_generator, config, which)
-    _check_consistent(generator, config, given)
     output_dir = os.path.abspath(os.fspath(output_dir))
     if os.path.exists(output_dir):
         if not overwrite and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
             raise ExportError(f"{output_dir} exists (pass overwrite=True / --overwrite)")
+    try:  # before the model loads: a read-only or missing place fails in one line now
+        check_writable(output_dir)
+    except WriteError as e:
+        raise ExportError(str(e)) from None
+    generator, config, source = _resolve(model_dir_or_generator, config, which)
+    _check_consistent(generator, config, given)
     parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tf_melgan_export_", dir=parent)
     try:
         meta_dir = os.path.join(staging, "meta")

@@ -18,14 +18,23 @@ import tempfile
 import time
 import warnings
 
+import ai_edge_litert
 import numpy as np
+import tensorflow as tf
 
+from tf_melgan.atomic import WriteError, check_writable, replacing_all
+from tf_melgan.checkpoint import generator_source, load_generator
+from tf_melgan.data import find_audio_files
 from tf_melgan.deploy.convert import checks
 from tf_melgan.deploy.convert import data as clips
+from tf_melgan.deploy.convert import qat_ranges, quantize
+from tf_melgan.deploy.convert import ranges as ranges_lib
 from tf_melgan.deploy.convert.errors import ConversionError, log
+from tf_melgan.deploy.graph import write_litert_saved_model
 from tf_melgan.deploy.litert import LiteRTModel, op_counts
 from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, QAT_RANGES, SIGNATURE,
                                        golden_path, manifest_for, sidecar_path)
+from tf_melgan.streaming import MIN_FRAMES
 
 MODES = ("float32", "fp16", "int8", "dynamic_range")
 GOLDEN_FRAMES = 128
@@ -50,10 +59,8 @@ def _checked_options(output, mode, overwrite, int8_io, float_layers, ranges, fra
         raise ValueError("float_layers needs mode 'int8' (with float32 input / output)")
     if ranges is not None and mode != "int8":
         raise ValueError("ranges needs mode 'int8'")
-    from tf_melgan.streaming import MIN_FRAMES
     if frames is not None and frames < MIN_FRAMES:
         raise ValueError(f"frames {frames}: a model needs at least {MIN_FRAMES}")
-    from tf_melgan.deploy.convert import ranges as ranges_lib
     ranges = (ranges or DEFAULT_RANGES) if mode == "int8" else None
     return float_layers, ranges, ranges_lib.parse(ranges) if ranges else None
 
@@ -62,7 +69,6 @@ def _calibration(config, train_files, data_path, calibration_audio, count, frame
                  fixed, seed):
     """(representative dataset, the manifest's 'calibration' block)."""
     if calibration_audio:
-        from tf_melgan.data import find_audio_files
         files, source = find_audio_files(calibration_audio), calibration_audio
     else:
         files, source = train_files, f"{data_path} (training split)"
@@ -84,10 +90,9 @@ def _tflite_bytes(saved_model, mode, representative, int8_io, float_layers, perc
                   activation_ranges=None):
     """`activation_ranges` (calibrated bytes -> {tensor index: (lo, hi)}, a QAT model's:
     qat_ranges.activation_ranges) replaces the `percentile` ranges."""
-    from tf_melgan.deploy.convert import quantize, ranges
     def percentile_ranges(calibrated):  # {tensor index: (lo, hi)}
         mels = (item[INPUT_NAME] for item in representative())
-        return ranges.percentile_ranges(calibrated, mels, percentile)
+        return ranges_lib.percentile_ranges(calibrated, mels, percentile)
 
     qat = activation_ranges is not None
     if not qat and percentile is not None:
@@ -130,13 +135,8 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
     qat_allowed = mode == "int8" and ranges is None
     float_layers, ranges, percentile = _checked_options(
         output, mode, overwrite, int8_io, float_layers, ranges, frames)
-    import tensorflow as tf
-
-    from tf_melgan.checkpoint import generator_source, load_generator
-
     t0 = time.time()
     check_output(output)  # a read-only place fails now, not after the conversion
-    from tf_melgan.deploy.convert import qat_ranges
     int8_dir = qat_ranges.int8_model_dir(model_dir) if qat_allowed else model_dir
     if int8_dir != model_dir:
         model_dir = int8_dir
@@ -193,7 +193,6 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
         else:
             saved_model = saved_model or os.path.join(work, "saved_model")
             log("exporting a SavedModel for the converter")
-            from tf_melgan.deploy.graph import write_litert_saved_model
             write_litert_saved_model(generator, saved_model, n_mels, frames, mirror_pad)
         model_bytes = _tflite_bytes(
             saved_model, mode, representative, int8_io, float_layers, percentile,
@@ -245,9 +244,6 @@ def _manifest(config, generator, source, output, runtime, model_bytes, ops, kern
               quantization, **fields):
     """The .tflite's manifest: the common fields (deploy.manifest.manifest_for), then what
     is specific to this file (tensors, ops, frames, measured quality, smoke tolerances)."""
-    import ai_edge_litert
-    import tensorflow as tf
-
     golden_mel, golden_ref, golden_out = golden
     golden_snr = checks.snr_db(golden_ref, golden_out)
     hop, n_mels = config.audio.hop_length, config.audio.n_mels
@@ -296,8 +292,6 @@ def write_outputs(output: str, model_path: str, manifest_json: str, **golden) ->
     """Writes OUT.tflite (a copy of `model_path`), OUT.golden.npz (`golden` arrays) and
     OUT.json all or nothing: each to a temporary file, renamed only once all three are
     complete. Raises ConversionError naming the path and the reason (e.g. a full disk)."""
-    from tf_melgan.atomic import WriteError, replacing_all
-
     need = (os.path.getsize(model_path) + sum(a.nbytes for a in golden.values())
             + len(manifest_json))
     try:
@@ -314,7 +308,6 @@ def write_outputs(output: str, model_path: str, manifest_json: str, **golden) ->
 def check_output(output: str, need_bytes: int | None = None) -> None:
     """Raises ConversionError unless OUT and its sidecars can be written (and, with
     `need_bytes`, that much space is free): checked before the conversion runs."""
-    from tf_melgan.atomic import WriteError, check_writable
     try:
         check_writable(output, need_bytes)
     except WriteError as e:

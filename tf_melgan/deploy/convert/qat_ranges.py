@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from tf_melgan import qat
 from tf_melgan.deploy.convert import ranges
 
 # Ops whose int8 output has its input's scale in LiteRT (and holds a subset of its values).
@@ -33,17 +34,15 @@ INT8_DIR = "int8"  # MODEL_DIR/int8: the quantization-aware generator --quantize
 
 def int8_model_dir(model_dir: str) -> str:
     """MODEL_DIR/int8 when it is a model dir with QAT ranges (what a shipped vocoder carries:
-    its int8 form fine-tuned from the float one, with other weights), else `model_dir`."""
-    from tf_melgan.pretrained import resolve
-    from tf_melgan.qat import RANGES_FILE
-    sub = os.path.join(resolve(model_dir), INT8_DIR)
-    return sub if os.path.isfile(os.path.join(sub, RANGES_FILE)) else model_dir
+    its int8 form fine-tuned from the float one, with other weights), else `model_dir` (a
+    path: the CLI resolved a shipped vocoder's name)."""
+    sub = os.path.join(model_dir, INT8_DIR)
+    return sub if os.path.isfile(os.path.join(sub, qat.RANGES_FILE)) else model_dir
 
 
 def load(model_dir: str, which: str = "best"):
     """The fake-quant generator of a model dir with QAT ranges (tf_melgan.qat.load_quantized:
     folded, ranges set), or None for a model dir without them."""
-    from tf_melgan import qat
     return qat.load_quantized(model_dir, which)[0]
 
 
@@ -58,8 +57,6 @@ def tensor_ranges(calibrated: bytes, generator, mel) -> dict:
     `generator`'s float model: quantize.calibrate) that hold one of the quantization-aware
     `generator`'s quantized activations, from its ranges; `mel` [1, frames, n_mels] is the
     input both run on. The same shape as ranges.percentile_ranges."""
-    from tf_melgan import qat
-
     recorded = ranges.recorded_ranges(calibrated)
     interpreter = ranges.reference_interpreter(calibrated)
     ranges.run(interpreter, mel)
