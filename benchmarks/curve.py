@@ -103,6 +103,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
     from tf_melgan.checkpoint import generator_source, load_generator
+    from tf_melgan.pretrained import resolve
+    args.model_dir = resolve(args.model_dir)  # a shipped vocoder's name: its folder
     generator, config = load_generator(args.model_dir, which=args.which, fold=True)
     step = generator_source(args.model_dir, args.which).step
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)

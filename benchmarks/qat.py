@@ -52,6 +52,10 @@ def main(argv=None) -> int:
     from tf_melgan.deploy.litert import snr_db
     from tf_melgan.deploy.vocoder import keras_vocoder, load_vocoder
 
+    from tf_melgan.pretrained import resolve
+    args.model_dir = resolve(args.model_dir)  # a shipped vocoder's name: its folder
+    if args.baseline:
+        args.baseline = resolve(args.baseline)
     work = args.work_dir or tempfile.mkdtemp(prefix="qat_")
     os.makedirs(work, exist_ok=True)
     if args.calibrate:

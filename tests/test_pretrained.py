@@ -47,7 +47,7 @@ def test_loads_by_name_in_python_and_for_init_from(name):
     import tf_melgan
     from tf_melgan.checkpoint import load_generator
     from tf_melgan.resume import init_checkpoint
-    generator, config = load_generator(name)
+    generator, config = load_generator(pretrained.path(name))
     vocoder = tf_melgan.load_vocoder(name)
     assert vocoder.sample_rate == config.audio.sample_rate == 22050
     mel = np.full((1, 20, 80), -4.0, np.float32)
@@ -69,7 +69,7 @@ def test_on_held_out_clips_as_its_card_says(monkeypatch, name):
     from benchmarks.curve import evaluate, held_out_clips
     from tf_melgan.checkpoint import load_generator
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    generator, config = load_generator(name)
+    generator, config = load_generator(pretrained.path(name))
     clips = held_out_clips(config, pretrained.path(name), 4, 3.0)
     scores = evaluate(lambda m: generator(m), clips, config.audio, pesq_stoi=False)
     card = read_json(name, "card.json")["held_out"]["vocoder"]

@@ -15,7 +15,6 @@ import tensorflow as tf
 from tf_melgan.config import Config, load_config
 from tf_melgan.builders import build_generator
 from tf_melgan.errors import TfMelganError
-from tf_melgan.pretrained import resolve
 
 
 BEST_WEIGHTS = "best_generator.weights.h5"  # what train's BestGenerator writes
@@ -35,8 +34,8 @@ def restore_weights(path: str, **models) -> None:
 
 
 def load_model_config(model_dir: str) -> Config:
-    """The config of a model dir or of a shipped vocoder named `model_dir` ('ljspeech')."""
-    model_dir = resolve(model_dir)
+    """The config of a model dir (a path: a shipped vocoder's name is resolved at the edge,
+    by the CLIs and load_vocoder, with tf_melgan.pretrained.resolve)."""
     path = os.path.join(model_dir, "config.yaml")
     if not os.path.isfile(path):
         raise ModelDirError(f"{model_dir} is not a tf-melgan model dir (no config.yaml)")
@@ -75,7 +74,6 @@ def generator_source(model_dir: str, which: str = "best") -> GeneratorSource:
     """The generator `load_generator(model_dir, which)` loads. Raises ModelDirError."""
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    model_dir = resolve(model_dir)
     best_path = os.path.join(model_dir, BEST_WEIGHTS)
     best = None
     try:
@@ -97,7 +95,7 @@ def generator_source(model_dir: str, which: str = "best") -> GeneratorSource:
 
 def load_generator(model_dir: str, which: str = "best", fold: bool = True,
                    quantize: bool = False):
-    """Returns (generator, config) from a model dir, or a shipped vocoder's name.
+    """Returns (generator, config) from a model dir (a path; see load_model_config).
 
     which: 'best' (best_generator.weights.h5, the lowest validation log-mel L1; falls back
     to the latest checkpoint when there is none yet) or 'latest' (the latest checkpoint).
@@ -109,7 +107,6 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
     """
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    model_dir = resolve(model_dir)
     config = load_model_config(model_dir)
     generator = build_generator(config, quantize=quantize)
     source = generator_source(model_dir, which)
