@@ -173,7 +173,8 @@ def test_training_qat_calibrates_freezes_and_trains(tmp_path):
 
 def test_a_shipped_qat_model_converts_with_its_ranges(qat_dir, tmp_path, monkeypatch):
     """scripts/ship_model.py ships qat_ranges.json: the converter loads the QAT generator
-    of a shipped name; an explicit --ranges overrides the QAT ranges."""
+    of a shipped name (resolved once, as the CLI does), calibrating only 4 x 64 frames (the
+    trained ranges replace the calibrated ones); an explicit --ranges overrides them."""
     import shutil
 
     from tf_melgan import pretrained
@@ -182,8 +183,12 @@ def test_a_shipped_qat_model_converts_with_its_ranges(qat_dir, tmp_path, monkeyp
     shutil.copytree(qat_dir, shipped / "tiny_qat")
     monkeypatch.setattr(pretrained, "HERE", str(shipped))
     monkeypatch.setattr(pretrained, "NAMES", ("tiny_qat",))
-    generator = qat_ranges.load("tiny_qat")
+    generator = qat_ranges.load(pretrained.resolve("tiny_qat"))
     assert generator is not None and qat.ranges_of(generator) == qat.load_ranges(qat_dir)
+    sidecar = convert(pretrained.resolve("tiny_qat"), str(tmp_path / "q.tflite"), "int8",
+                      num_validation=1, min_snr_db=0.0)
+    assert sidecar["activation_ranges"] == "qat"
+    assert (sidecar["calibration"]["segments"], sidecar["calibration"]["frames"]) == (4, 256)
     sidecar = convert(qat_dir, str(tmp_path / "p.tflite"), "int8", ranges="p99.99",
                       num_calibration=2, calibration_frames=64, num_validation=1)
     assert sidecar["activation_ranges"] == "p99.99"

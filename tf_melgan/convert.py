@@ -84,9 +84,11 @@ def _define_flags():
                         flag_values=fv)
     flags.DEFINE_string("calibration_audio", None, "Audio folder for int8 calibration "
                         "(default: the training split).", flag_values=fv)
-    flags.DEFINE_integer("num_calibration", 32, "Calibration segments.", flag_values=fv)
-    flags.DEFINE_integer("calibration_frames", 256, "Frames per calibration segment in "
-                         "dynamic mode.", flag_values=fv)
+    flags.DEFINE_integer("num_calibration", None, "Calibration segments (default 32; 4 "
+                         "for a QAT model, whose trained ranges replace the calibrated "
+                         "ones).", flag_values=fv)
+    flags.DEFINE_integer("calibration_frames", None, "Frames per calibration segment in "
+                         "dynamic mode (default 256; 64 for a QAT model).", flag_values=fv)
     flags.DEFINE_integer("num_validation", 4, "Held-out clips compared against Keras.",
                          flag_values=fv)
     flags.DEFINE_integer("validation_frames", 512, "At most this many frames of each "

@@ -38,6 +38,9 @@ from tf_melgan.streaming import MIN_FRAMES
 
 MODES = ("float32", "fp16", "int8", "dynamic_range")
 GOLDEN_FRAMES = 128
+CALIBRATION = (32, 256)  # int8 calibration: (segments, frames per segment)
+QAT_CALIBRATION = (4, 64)
+QAT_MATCH_FRAMES = 64  # the mel on which QAT ranges are matched to tensors
 # int8 activation ranges (ranges.py): each tensor's 0.01 / 99.99 percentiles over the
 # calibration set. 'minmax' (the converter's own) leaves a hiss in pauses: docs/BENCHMARKS.md.
 DEFAULT_RANGES = "p99.99"
@@ -118,8 +121,8 @@ def _tensor(runtime, details, name):
 
 def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int | None = None,
             saved_model: str | None = None, data: str | None = None,
-            calibration_audio: str | None = None, num_calibration: int = 32,
-            calibration_frames: int = 256, num_validation: int = 4,
+            calibration_audio: str | None = None, num_calibration: int | None = None,
+            calibration_frames: int | None = None, num_validation: int = 4,
             validation_frames: int = 512, which: str = "best", int8_io: bool = False,
             mirror_pad: bool = False, min_snr_db: float | None = None, num_threads: int = 2,
             float_layers=(), ranges: str | None = None, seed: int = 0,
@@ -181,9 +184,13 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             "quantized on the fly), which XNNPACK runs several times slower than float32 "
             "(docs/BENCHMARKS.md). Use --quantize (full int8) or --fp16 for a small, fast "
             "model.")
+    # A QAT model's trained ranges replace the calibrated ones: the calibration then only
+    # has to give the converter a range per tensor (docs/BENCHMARKS.md: the same int8 from
+    # 4 x 64 frames as from 32 x 256, in 3% of the time).
+    count, length = QAT_CALIBRATION if qat_generator is not None else CALIBRATION
     representative, calibration_info = (None, None) if mode != "int8" else _calibration(
-        config, train_files, data_path, calibration_audio, num_calibration,
-        frames or calibration_frames, frames is not None, seed)
+        config, train_files, data_path, calibration_audio, num_calibration or count,
+        frames or calibration_frames or length, frames is not None, seed)
 
     keep_saved_model = saved_model is not None
     work = tempfile.mkdtemp(prefix="tf_melgan_tflite_")
@@ -194,9 +201,11 @@ def convert(model_dir: str, output: str, mode: str = "float32", *, frames: int |
             saved_model = saved_model or os.path.join(work, "saved_model")
             log("exporting a SavedModel for the converter")
             write_litert_saved_model(generator, saved_model, n_mels, frames, mirror_pad)
+        # Matched by value on a short mel: every tensor of it is kept in memory.
         model_bytes = _tflite_bytes(
             saved_model, mode, representative, int8_io, float_layers, percentile,
-            qat_generator and qat_ranges.activation_ranges(qat_generator, val_mels[0]))
+            qat_generator and qat_ranges.activation_ranges(
+                qat_generator, val_mels[0][:, :frames or QAT_MATCH_FRAMES]))
         ops, kernels = checks.check_ops(model_bytes, mode, float_layers)
         tmp_model = os.path.join(work, "model.tflite")
         with open(tmp_model, "wb") as f:
