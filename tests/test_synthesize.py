@@ -60,6 +60,24 @@ def test_writes_the_whole_file_and_no_temporary(model_dir, mel_path, tmp_path, c
     assert os.listdir(out.parent) == ["speech.wav"]
 
 
+@pytest.mark.parametrize("name,content,message", [
+    ("garbage.wav", b"not audio at all", "not a readable audio file"),
+    ("mel.npy", b"not a numpy file", "not a .npy file (no NumPy header)"),
+])
+def test_an_unreadable_input_fails_before_the_model_loads(model_dir, tmp_path, monkeypatch,
+                                                          capsys, name, content, message):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(synthesize_module, "load_vocoder", no_loading)
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    status, err = synthesize(model_dir, str(bad), tmp_path / "out.wav", capsys)
+    assert status == 1
+    line = one_line_error(err)
+    assert line.startswith(f"error: {bad}: {message}"), line
+
+
 @pytest.mark.parametrize("folder", [False, True])
 def test_read_only_output_fails_before_the_model_loads(model_dir, mel_path, read_only_dir,
                                                        monkeypatch, capsys, folder):

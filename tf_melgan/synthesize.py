@@ -24,6 +24,7 @@ import sys
 from typing import Optional
 
 import numpy as np
+import soundfile as sf
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, one_line, quiet_tensorflow
 from tf_melgan.deploy.vocoder import (SynthesisError, Vocoder, as_vocoder, load_vocoder,
@@ -114,24 +115,38 @@ def _fixed_chunk(vocoder, context_frames) -> int:
 
 # ---------------------------------------------------------------------------- the CLI
 
-def _read_input(path: str, vocoder: Vocoder):
-    """Mel [frames, n_mels] for a .npy or an audio file."""
+def _open_input(path: str):
+    """The checks of an input that need no model, headers only (so a bad file is refused
+    before the model loads): a .npy's array (memory-mapped), or None for an audio file
+    soundfile can read. Raises SynthesisError / MelError naming the file."""
     if not os.path.isfile(path):
         raise SynthesisError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise SynthesisError(f"{path}: empty file (0 bytes)")
-    if path.lower().endswith(".npy"):
-        with open(path, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":
-                raise MelError(f"{path}: not a .npy file (no NumPy header)")
+    if not path.lower().endswith(".npy"):
         try:
-            mel = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            reason = ("it holds Python objects, not numbers" if "object" in str(e).lower()
-                      else one_line(e))
-            raise MelError(f"{path}: not a readable .npy file ({reason})") from None
-        if not isinstance(mel, np.ndarray):
-            raise MelError(f"{path}: not a single array")
+            sf.info(path)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise SynthesisError(f"{path}: not a readable audio file ({e})") from None
+        return None
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise MelError(f"{path}: not a .npy file (no NumPy header)")
+    try:
+        mel = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        reason = ("it holds Python objects, not numbers" if "object" in str(e).lower()
+                  else one_line(e))
+        raise MelError(f"{path}: not a readable .npy file ({reason})") from None
+    if not isinstance(mel, np.ndarray):
+        raise MelError(f"{path}: not a single array")
+    return mel
+
+
+def _read_input(path: str, vocoder: Vocoder):
+    """Mel [frames, n_mels] for a .npy or an audio file."""
+    mel = _open_input(path)
+    if mel is not None:
         mel = validate_mel(mel, vocoder.n_mels, name=path, min_frames=vocoder.min_frames)
         if vocoder.audio is not None:
             from tf_melgan.audio import silence_mel
@@ -237,6 +252,8 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
             stem = os.path.splitext(os.path.basename(input_path))[0]
             out_path = os.path.join(output, stem + ".wav")
     check_writable(out_path)  # a read-only or missing place fails before the model loads
+    if not folder_in:
+        _open_input(input_path)  # and so does an unreadable input
     vocoder = load_vocoder(model, which)
     if verbose:
         print(f"generator: {vocoder.source or f'{vocoder.kind} {vocoder.path}'}")
