@@ -143,6 +143,29 @@ def test_a_missing_model_reads_the_same_in_every_cli(args, python):
                               "vocoder's name: ljspeech, ljspeech_large)"), lines
 
 
+def test_an_unreadable_input_is_one_line_before_the_model_loads(python, tmp_path):
+    bad = tmp_path / "garbage.wav"
+    bad.write_bytes(b"not audio at all")
+    done = subprocess.run([python, "-m", "tf_melgan.synthesize", "--model", "ljspeech",
+                           "--input", str(bad), "--output", str(tmp_path / "out.wav")],
+                          capture_output=True, text=True, cwd=ROOT, env=cli_env(), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stdout == ""  # no "generator: ..." line: the model was not loaded
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {bad}: not a readable audio file ("), line
+
+
+def test_export_to_a_read_only_place_is_one_line(python, read_only_dir):
+    out = read_only_dir / "saved"
+    done = subprocess.run([python, "-m", "tf_melgan.export", "--model_dir", "ljspeech",
+                           "--output", str(out)], capture_output=True, text=True, cwd=ROOT,
+                          env=cli_env(), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line in (f"error: {out}: Read-only file system", f"error: {out}: Permission denied")
+    assert os.listdir(read_only_dir) == []
+
+
 def test_convert_refuses_too_few_frames_before_loading(python):
     done = subprocess.run([python, "tflite/convert.py", "--model_dir", "ljspeech", "--output",
                            "runs/never.tflite", "--frames", "2"], capture_output=True,
@@ -160,7 +183,9 @@ def test_ctrl_c_during_convert_quantize_is_one_line_and_writes_nothing(python, t
                              str(out), "--quantize"], cwd=ROOT,
                             env=cli_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
-    time.sleep(12)  # inside the conversion (loading, exporting or calibrating)
+    for line in proc.stdout:  # inside the conversion: the SavedModel export starts
+        if line.startswith("exporting a SavedModel"):
+            break
     proc.send_signal(signal.SIGINT)
     started = time.time()
     _, stderr = proc.communicate(timeout=60)
