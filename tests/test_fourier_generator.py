@@ -112,3 +112,17 @@ def test_saved_model_and_tflite_equal_keras_and_stream_exactly(fourier_dir, tmp_
         assert np.max(np.abs(chunked - whole)) < tolerance
         with pytest.raises(MelError, match="9 frames, the generator needs at least 10"):
             synthesize(vocoder, mel[:9])
+
+
+def test_quantize_keeps_the_head_and_the_waveform_in_float(fourier_dir, tmp_path):
+    """convert --quantize of a Fourier model: int8 body, float32 head (prior, magnitude,
+    phase, inverse STFT) and output: its log-mel stays the float model's."""
+    from tf_melgan.deploy import convert as conv
+    model_dir, _ = fourier_dir
+    sidecar = conv.convert(model_dir, str(tmp_path / "int8.tflite"), "int8", num_validation=2,
+                           validation_frames=64, num_calibration=4, calibration_frames=32)
+    assert sidecar["float_layers"] == ["head", "output"]
+    assert sidecar["output"]["dtype"] == "float32"
+    assert "QUANTIZE" in sidecar["ops"] and "FULLY_CONNECTED" in sidecar["ops"]
+    v = sidecar["validation"]
+    assert v["mel_l1_vs_keras"] < 0.05, v

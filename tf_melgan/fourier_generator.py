@@ -120,5 +120,6 @@ class FourierGenerator(keras.Model):
     def float_layers(self) -> tuple:
         """What `convert --quantize` keeps in float32 (--float_layers patterns): the head
         (prior, magnitude and phase, inverse STFT), whose exp, sin / cos and 1026-term sums
-        int8 would swamp; the body runs in int8."""
-        return ("head",)
+        int8 would swamp, and the output waveform (the signature's tensor, which the
+        converter would otherwise requantize after the head); the body runs in int8."""
+        return ("head", "output")
