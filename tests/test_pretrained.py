@@ -65,7 +65,7 @@ def test_loads_by_name_in_python_and_for_init_from(name):
 def test_on_held_out_clips_as_its_card_says(monkeypatch, name):
     """4 held-out clips (3 s each) the model never heard: no frame-rate comb, and pyin
     voicing agreement and log-mel L1 within a margin of the card's 16-clip figures (the
-    card is what the README's model card quotes)."""
+    card is what the model cards, docs/MODELS.md and the README, quote)."""
     from benchmarks.curve import evaluate, held_out_clips
     from tf_melgan.checkpoint import load_generator
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

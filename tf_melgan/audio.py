@@ -1,6 +1,6 @@
 """Audio I/O and log-mel features, in NumPy and in TensorFlow.
 
-`audio.mel_preset` picks the recipe (config.MEL_PRESETS, README "Mel presets"); all share a
+`audio.mel_preset` picks the recipe (config.MEL_PRESETS, docs/CONFIG.md "Mel presets"); all share a
 periodic Hann window of win_length centred in n_fft (rounded to float32 for the two PyTorch
 projects, as torch.hann_window; float64 for tacotron2, as librosa), a float64 STFT and
 librosa's Slaney mel filters.

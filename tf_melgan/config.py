@@ -28,7 +28,7 @@ class ConfigError(TfMelganError, ValueError):
 
 @dataclass(frozen=True)
 class MelPreset:
-    """A log-mel recipe of another project (see README "Mel presets").
+    """A log-mel recipe of another project (see docs/CONFIG.md "Mel presets").
 
     padding: 'hop'    reflect-pad (n_fft - hop) / 2 on each side, STFT with center=False
                       (frames = samples // hop);
@@ -67,7 +67,7 @@ class AudioConfig:
     hop_length: int = 256
     win_length: int = 1024
     n_mels: int = 80
-    mel_preset: str = "melgan"  # melgan | hifigan | tacotron2: see MEL_PRESETS / README
+    mel_preset: str = "melgan"  # melgan | hifigan | tacotron2: see MEL_PRESETS / docs/CONFIG.md
     # fmin, fmax, log_clamp: None = the preset's value (filled in on construction, so a
     # loaded config always holds numbers). melgan: 0, sample_rate / 2, 1e-5. An explicit
     # fmax of None stays sample_rate / 2 only for presets whose default it is.

@@ -4,7 +4,7 @@ trains or resumes one model dir under a tf.distribute strategy.
 Resumes from the latest checkpoint in the dir, saves on Ctrl-C / SIGTERM, keeps the
 generator with the best validation log-mel L1, logs to TensorBoard (DIR/logs). One
 training per dir (DIR/.lock); stops on a non-finite loss; every file written atomically
-(README "What survives what")."""
+(docs/TRAINING.md "What survives what")."""
 
 from __future__ import annotations
 

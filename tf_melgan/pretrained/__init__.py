@@ -2,9 +2,10 @@
 
 Each is a model dir of its own (config.yaml, best_generator.weights.h5, best.json) below
 this folder, plus card.json: what it was trained on, for how long, and its held-out scores
-(the model card in the README says the same); a quantization-aware one (training.qat) also
-qat_ranges.json, the int8 ranges the converter then uses (tf_melgan.qat). A float one may carry its
-int8 form in int8/ (a QAT model dir, with the ready .tflite): `--quantize` converts that.
+(the model cards in docs/MODELS.md, summed up in the README, say the same); a
+quantization-aware one (training.qat) also qat_ranges.json, the int8 ranges the converter
+then uses (tf_melgan.qat). A float one may carry its int8 form in int8/ (a QAT model dir,
+with the ready .tflite): `--quantize` converts that.
 """
 
 from __future__ import annotations
