@@ -98,12 +98,42 @@ def test_cli_tools_take_the_name(tmp_path, capsys):
 INT8 = os.path.join(SHIPPED, "int8")
 
 
+def test_every_export_of_the_shipped_vocoders_streams_exactly(tmp_path):
+    """Chunked synthesis (`chunk_frames` 32, the default context: the receptive field its
+    manifest carries) equals whole-utterance synthesis, for each shipped vocoder as a
+    SavedModel, and for `ljspeech` as float32 and fp16 .tflite and its shipped int8 one."""
+    from tf_melgan import load_vocoder
+    from tf_melgan.audio import load_audio
+    from tf_melgan.deploy.convert import convert
+    from tf_melgan.deploy.saved_model import export_saved_model
+    from tf_melgan.deploy.vocoder import mel_of_audio
+    from tf_melgan.synthesize import synthesize
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    demo = os.path.join(root, "demo_data")
+    exports = {"ljspeech int8": os.path.join(INT8, "ljspeech_int8.tflite")}
+    for name in pretrained.NAMES:
+        exports[f"{name} SavedModel"] = export_saved_model(pretrained.path(name),
+                                                           str(tmp_path / name))
+    for mode in ("float32", "fp16"):
+        path = str(tmp_path / f"ljspeech_{mode}.tflite")
+        convert(SHIPPED, path, mode, data=demo, num_validation=1, validation_frames=64)
+        exports[f"ljspeech {mode}"] = path
+    clip = load_audio(os.path.join(demo, "wavs", "demo_000.flac"), 22050)[:150 * 256]
+    for label, path in exports.items():
+        vocoder = load_vocoder(path)
+        mel = mel_of_audio(clip, vocoder)
+        whole = synthesize(vocoder, mel)
+        chunked = synthesize(vocoder, mel, chunk_frames=32)
+        assert whole.shape == chunked.shape == (mel.shape[0] * 256,), label
+        assert np.max(np.abs(chunked - whole)) < 1e-5, label
+
+
 def test_int8_form_is_what_quantize_converts():
     """`--quantize` of the shipped name converts its quantization-aware generator (int8/),
     not the float weights; a plain model dir converts itself."""
     from tf_melgan.deploy.convert.qat_ranges import int8_model_dir
     from tf_melgan.qat import RANGES_FILE
-    assert int8_model_dir("ljspeech") == INT8
+    assert int8_model_dir(SHIPPED) == INT8
     assert os.path.isfile(os.path.join(INT8, RANGES_FILE))
     assert int8_model_dir(INT8) == INT8  # no int8/ below it: itself
 
