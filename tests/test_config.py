@@ -164,7 +164,8 @@ def test_typo_in_yaml_file_names_file_and_key(tmp_path):
 def test_unknown_key_without_a_close_match_lists_the_known_ones():
     msg = config_error("loss.zzz=1")
     assert msg == ("unknown config key 'loss.zzz'; known: lambda_feat, lambda_mel, "
-                   "lambda_stft, stft_resolutions, lambda_phase")
+                   "lambda_stft, stft_resolutions, lambda_phase, adversarial_weights, "
+                   "feature_weights")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -415,3 +416,10 @@ def test_ljspeech_gpu_recipe_is_the_cpu_one_at_the_papers_sizes():
         training=dataclasses.replace(cpu.training, batch_size=16, steps_per_epoch=1000,
                                      checkpoint_every=1000))
     assert gpu == resized
+
+
+def test_discriminator_weights_are_three_non_negative_values():
+    assert config_error("loss.adversarial_weights=[1, 1]").startswith(
+        "loss.adversarial_weights must be 3 weights >= 0")
+    assert config_error("loss.feature_weights=[1, -1, 1]").startswith(
+        "loss.feature_weights must be 3 weights >= 0")

@@ -152,12 +152,18 @@ def test_mixed_bfloat16_step_keeps_float32_weights(tiny_config, batch):
     assert moved.mean() > 0.9 and agree > 0.9, (moved.mean(), agree)
 
 
-def test_train_step_with_period_discriminator_and_stft_loss(tiny_config, batch):
+@pytest.mark.parametrize("adv_weights,fm_weights", [((1.0, 1.0), (1.0, 1.0)),
+                                                   ((0.5, 2.0), (3.0, 0.1))])
+def test_train_step_with_period_discriminator_and_stft_loss(tiny_config, batch, adv_weights,
+                                                            fm_weights):
     """Both discriminators' hinge losses in D's update, both feature-matching terms and the
-    MR-STFT term in G's, against a hand-written step."""
+    MR-STFT term in G's, each discriminator's terms times its loss.adversarial_weights /
+    feature_weights, against a hand-written step."""
     from tf_melgan.losses import multi_resolution_stft_loss
     config = tiny_config("discriminator.periods=[2, 3]", "discriminator.period_channels=2",
-                         "loss.lambda_stft=2.0", "loss.stft_resolutions=[[512, 64, 256]]")
+                         "loss.lambda_stft=2.0", "loss.stft_resolutions=[[512, 64, 256]]",
+                         f"loss.adversarial_weights=[{adv_weights[0]}, {adv_weights[1]}, 1]",
+                         f"loss.feature_weights=[{fm_weights[0]}, {fm_weights[1]}, 1]")
     mel, audio = batch
     ours, ref = build(config), build(config, seed=1)
     assert ours.period_discriminator is not None
@@ -172,19 +178,20 @@ def test_train_step_with_period_discriminator_and_stft_loss(tiny_config, batch):
         with g_tape.stop_recording():
             with tf.GradientTape() as d_tape:
                 real_outs = [d(audio) for d in ds]
-                d_loss = sum(tf.reduce_mean(tf.nn.relu(1 - r[-1])) +
-                             tf.reduce_mean(tf.nn.relu(1 + f[-1]))
-                             for d, real_out in zip(ds, real_outs)
+                d_loss = sum(w * (tf.reduce_mean(tf.nn.relu(1 - r[-1])) +
+                                  tf.reduce_mean(tf.nn.relu(1 + f[-1])))
+                             for d, real_out, w in zip(ds, real_outs, adv_weights)
                              for r, f in zip(real_out, d(tf.stop_gradient(fake))))
             ref.d_optimizer.apply(d_tape.gradient(d_loss, d_vars), d_vars)
         g_loss = 0.0
-        for d, real_out, n_layers in zip(ds, real_outs, [config.discriminator.n_layers, 4]):
+        for d, real_out, n_layers, w_adv, w_fm in zip(
+                ds, real_outs, [config.discriminator.n_layers, 4], adv_weights, fm_weights):
             fake_out = d(fake)
             weight = 4.0 / (n_layers + 1) / len(real_out)
-            g_loss += sum(-tf.reduce_mean(f[-1]) for f in fake_out)
-            g_loss += 10.0 * sum(weight * tf.reduce_mean(tf.abs(tf.stop_gradient(a) - b))
-                                 for r, f in zip(real_out, fake_out)
-                                 for a, b in zip(r[:-1], f[:-1]))
+            g_loss += w_adv * sum(-tf.reduce_mean(f[-1]) for f in fake_out)
+            g_loss += 10.0 * w_fm * sum(weight * tf.reduce_mean(tf.abs(tf.stop_gradient(a) - b))
+                                        for r, f in zip(real_out, fake_out)
+                                        for a, b in zip(r[:-1], f[:-1]))
         g_loss += 2.0 * multi_resolution_stft_loss(fake, audio, [[512, 64, 256]])[0]
     ref.g_optimizer.apply(g_tape.gradient(g_loss, G.trainable_variables), G.trainable_variables)
     assert np.isclose(float(logs["d_loss"]), float(d_loss), rtol=1e-5)

@@ -174,6 +174,12 @@ class LossConfig:
     # instantaneous angular frequency, between the head's phase and the real audio's at
     # the mel's STFT (APNet: 100).
     lambda_phase: float = 0.0
+    # Not in the paper (all 1 = the paper's plain sum): per discriminator, in the order
+    # [multi-scale, multi-period, spectrogram], a weight on its hinge terms (in D's loss
+    # and in G's adversarial loss) and one on its feature-matching term (times
+    # lambda_feat), as Vocos weighs its multi-resolution discriminator by 0.1 (Siuzdak 2023).
+    adversarial_weights: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    feature_weights: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
 
 
 @dataclass
@@ -509,6 +515,11 @@ def validate(config: Config) -> None:
     for name in ("lambda_mel", "lambda_stft", "lambda_phase"):
         if getattr(config.loss, name) < 0:
             raise ConfigError(f"loss.{name} must be >= 0")
+    for name in ("adversarial_weights", "feature_weights"):
+        weights = getattr(config.loss, name)
+        if len(weights) != 3 or min(weights) < 0:
+            raise ConfigError(f"loss.{name} must be 3 weights >= 0 ([multi-scale, "
+                              f"multi-period, spectrogram]), got {weights}")
     for i, res in enumerate(config.loss.stft_resolutions):
         if len(res) != 3 or min(res) <= 0 or res[2] > res[0]:
             raise ConfigError(f"loss.stft_resolutions[{i}] must be [n_fft, hop, win] with "

@@ -11,8 +11,9 @@ from tf_melgan.discriminator import MultiPeriodDiscriminator, MultiScaleDiscrimi
 from tf_melgan.spectral_discriminator import MultiResolutionSpectrogramDiscriminator
 from tf_melgan.builders import build_generator
 from tf_melgan.native import choose_grouped_conv
-from tf_melgan.losses import (discriminator_loss, generator_loss, mel_l1,
-                              multi_resolution_stft_loss, phase_losses)
+from tf_melgan.losses import (discriminator_loss, feature_matching_loss,
+                              generator_adversarial_loss, mel_l1, multi_resolution_stft_loss,
+                              phase_losses)
 from tf_melgan.spectral import stft as mel_stft
 
 
@@ -47,11 +48,16 @@ class MelGAN(keras.Model):
                  lambda_stft: float = 0.0, stft_resolutions=(), grouped_conv: str = "auto",
                  lambda_phase: float = 0.0,
                  spectrogram_discriminator: MultiResolutionSpectrogramDiscriminator | None = None,
+                 adversarial_weights=(1.0, 1.0, 1.0), feature_weights=(1.0, 1.0, 1.0),
                  **kwargs):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.log_mel = generator, discriminator, log_mel
         self.period_discriminator = period_discriminator
         self.spectrogram_discriminator = spectrogram_discriminator
+        # (adversarial, feature-matching) weight by checkpoint name, in the config's order
+        self.discriminator_weights = dict(zip(
+            ("discriminator", "period_discriminator", "spectrogram_discriminator"),
+            zip(map(float, adversarial_weights), map(float, feature_weights))))
         self.lambda_feat, self.lambda_mel = lambda_feat, lambda_mel
         self.lambda_stft, self.stft_resolutions = lambda_stft, [list(r) for r in stft_resolutions]
         self.lambda_phase = lambda_phase
@@ -80,7 +86,9 @@ class MelGAN(keras.Model):
                    lambda_mel=loss.lambda_mel, period_discriminator=p,
                    lambda_stft=loss.lambda_stft, stft_resolutions=loss.stft_resolutions,
                    grouped_conv=config.discriminator.grouped_conv,
-                   lambda_phase=loss.lambda_phase, spectrogram_discriminator=s)
+                   lambda_phase=loss.lambda_phase, spectrogram_discriminator=s,
+                   adversarial_weights=loss.adversarial_weights,
+                   feature_weights=loss.feature_weights)
 
     @property
     def named_discriminators(self) -> dict:
@@ -95,6 +103,12 @@ class MelGAN(keras.Model):
     def discriminators(self):
         """The discriminator models in use: multi-scale, multi-period, spectrogram."""
         return [d for d in self.named_discriminators.values() if d.discriminators]
+
+    @property
+    def weights_in_use(self):
+        """(adversarial, feature-matching) weights of `discriminators`, in their order."""
+        return [self.discriminator_weights[name] for name, d in self.named_discriminators.items()
+                if d.discriminators]
 
     def d_variables(self):
         return [v for d in self.discriminators for v in d.trainable_variables]
@@ -168,15 +182,18 @@ class MelGAN(keras.Model):
                     with tf.GradientTape() as d_tape:
                         real_outs = self._d_outputs(audio)
                         fake_outs = self._d_outputs(tf.stop_gradient(fake))
-                        d_loss = sum(discriminator_loss(r, f)
-                                     for r, f in zip(real_outs, fake_outs))
+                        d_loss = sum(w * discriminator_loss(r, f) for r, f, (w, _) in
+                                     zip(real_outs, fake_outs, self.weights_in_use, strict=True))
                         scaled = self.d_optimizer.scale_loss(d_loss / replicas)
                     self.d_optimizer.apply(d_tape.gradient(scaled, d_vars), d_vars)
                 fake_outs = self._d_outputs(fake)  # the updated D
                 g_loss, g_adv, fm = 0.0, 0.0, 0.0
-                for r, f, d in zip(real_outs, fake_outs, self.discriminators, strict=True):
-                    total, adv, feat = generator_loss(r, f, d.feature_layers, self.lambda_feat)
-                    g_loss, g_adv, fm = g_loss + total, g_adv + adv, fm + feat
+                for r, f, d, (w_adv, w_fm) in zip(real_outs, fake_outs, self.discriminators,
+                                                  self.weights_in_use, strict=True):
+                    adv = w_adv * generator_adversarial_loss(f)
+                    feat = w_fm * feature_matching_loss(r, f, d.feature_layers)
+                    g_loss += adv + self.lambda_feat * feat
+                    g_adv, fm = g_adv + adv, fm + feat
                 values.update(d_loss=d_loss, g_adv=g_adv, feature_matching=fm)
             else:
                 g_loss = 0.0
