@@ -41,3 +41,27 @@ def test_python_api_snippet_runs(trained_run, tmp_path, monkeypatch):
     assert names["untrained"].shape == (1, frames * 256)
     assert names["shipped"].shape == (1, frames * 256) and names["vocoder"].sample_rate == 22050
     assert names["plain"].weight_norm is False
+
+
+def test_every_command_of_the_readme_and_docs_writes_under_runs():
+    """What the README's and docs' commands write (--output, --model_dir of train, --out)
+    is below runs/ (in .gitignore): after them `git status` stays clean."""
+    import glob
+    written = []
+    docs = sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    for path in [os.path.join(ROOT, "README.md"), *docs]:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        commands = [line for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S)
+                    for line in block.replace("\\\n", " ").splitlines()]
+        commands += [span for span in re.findall(r"`([^`\n]+)`", text) if "python" in span]
+        for command in commands:
+            outputs = re.findall(r"--(?:output|out)[ =](\S+)", command)
+            if "tf_melgan.train" in command:
+                outputs += re.findall(r"--model_dir[ =](\S+)", command)
+            written += [(os.path.basename(path), out) for out in outputs]
+    assert len(written) >= 10, written
+    outside = [(doc, out) for doc, out in written if not out.startswith(("runs/", "/tmp/"))]
+    assert outside == []
+    with open(os.path.join(ROOT, ".gitignore"), encoding="utf-8") as f:
+        assert "runs/" in f.read().split()
