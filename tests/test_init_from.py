@@ -39,15 +39,16 @@ def test_init_from_copies_generator_and_discriminator(tiny_config, tmp_path):
 def test_init_from_other_discriminators_takes_the_generator(tiny_config, tmp_path):
     """A GAN phase after a generator-only one: other discriminators than the source's are
     no refusal; G comes from the checkpoint and the discriminators start fresh."""
-    source, target = tmp_path / "source", tmp_path / "target"
-    run(tiny_config(*OVERRIDES, "training.seed=1"), str(source), verbose=0)
+    from conftest import make_trained_dir
+    target = tmp_path / "target"
+    source = make_trained_dir(tmp_path / "source", tiny_config(*OVERRIDES, "training.seed=1"))
     config = tiny_config(*OVERRIDES, "training.seed=2", "discriminator.periods=[2]")
-    assert init_checkpoint(config, str(source)).generator_only
-    assert not init_checkpoint(tiny_config(*OVERRIDES), str(source)).generator_only
-    run(config, str(target), verbose=0, init_from=str(source))
+    assert init_checkpoint(config, source).generator_only
+    assert not init_checkpoint(tiny_config(*OVERRIDES), source).generator_only
+    run(config, str(target), verbose=0, init_from=source)
     n_generator = len(MelGAN.from_config_dataclass(config).generator.weights)
     # G's weights, then the multi-scale D's (the same architecture in both)
-    before = trained_weights(source, tiny_config(*OVERRIDES))
+    before = trained_weights(tmp_path / "source", tiny_config(*OVERRIDES))
     after = trained_weights(target, config)
     g_worst = max(np.abs(a - b).max() for a, b in zip(before[:n_generator], after))
     d_worst = max(np.abs(a - b).max() for a, b in zip(before[n_generator:],

@@ -1,4 +1,5 @@
-"""tf_melgan.qat: the simulated int8 against reference formulas, and against LiteRT."""
+"""tf_melgan.qat: calibration, range files, quantization-aware training and conversion,
+against LiteRT (the fake-quant primitives: test_fake_quant.py)."""
 
 import json
 import os
@@ -8,52 +9,9 @@ import pytest
 import tensorflow as tf
 
 from tf_melgan import qat
+from tf_melgan.fake_quant import TANH_RANGE
 
 SNAKE_NEAREST = ["generator.activation=snake", "generator.upsampling=nearest"]
-
-
-def reference_activation(x, lo, hi):
-    """LiteRT's per-tensor asymmetric int8: scale (hi - lo) / 255, zero point
-    round(-128 - lo / scale) in [-128, 127], q = clamp(round(x / scale) + zp)."""
-    scale = (hi - lo) / 255.0
-    zp = np.clip(np.round(-128 - lo / scale), -128, 127)
-    q = np.clip(np.round(x / scale) + zp, -128, 127)
-    return (q - zp) * scale
-
-
-def test_kernel_is_per_channel_symmetric_int8():
-    w = np.random.default_rng(0).normal(size=(7, 5, 3)).astype(np.float32)
-    w[..., 1] *= 0.01  # channels of different scales keep their own
-    scale = np.abs(w).max(axis=(0, 1)) / 127.0
-    expected = np.clip(np.round(w / scale), -127, 127) * scale
-    np.testing.assert_allclose(qat.quantize_kernel(tf.constant(w)).numpy(), expected,
-                               rtol=0, atol=1e-6 * np.abs(w).max())
-
-
-def test_activation_and_constant_match_the_int8_formula():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=10000).astype(np.float32) * 3
-    lo, hi = -4.2, 6.3
-    q = qat.ActivationQuantizer(lo, hi)
-    got = q(tf.constant(x)).numpy()
-    want = reference_activation(x, lo, hi)
-    # fake_quant nudges the range so 0 is exact (as LiteRT); ties may round the other way
-    step = (hi - lo) / 255
-    assert np.mean(np.abs(got - want) < 1e-5) > 0.999
-    assert np.max(np.abs(got - want)) <= step + 1e-6
-    assert np.all(got >= lo - step) and np.all(got <= hi + step)
-    a = rng.uniform(0.2, 1.5, size=16).astype(np.float32)  # Snake's alpha: lo = 0
-    np.testing.assert_allclose(qat.quantize_constant(tf.constant(a)).numpy(),
-                               reference_activation(a, 0.0, a.max()), atol=1e-6)
-
-
-def test_straight_through_gradient():
-    x = tf.constant([-9.0, -1.0, 0.3, 2.0, 9.0])
-    q = qat.ActivationQuantizer(-4.0, 4.0)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = q(x)
-    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [0, 1, 1, 1, 0])
 
 
 def make_qat_dir(root, overrides=()):
@@ -94,7 +52,7 @@ def test_points_ranges_and_round_trips(qat_dir):
     saved = json.load(open(os.path.join(qat_dir, qat.RANGES_FILE)))["ranges"]
     assert len(saved) == len(names)
     assert all(lo <= 0 <= hi for lo, hi in saved.values())
-    assert tuple(saved["tanh"]) == qat.TANH_RANGE
+    assert tuple(saved["tanh"]) == TANH_RANGE
     mel = np.random.default_rng(0).normal(-4, 1, size=(1, 40, 80)).astype(np.float32)
     y_float = float_g(tf.constant(mel)).numpy()
     y_fake = fake(tf.constant(mel)).numpy()
