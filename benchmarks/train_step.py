@@ -103,7 +103,8 @@ def child(args):
     log = lambda m: print(m, flush=True)  # noqa: E731
 
     # --- tf.data alone
-    train_files, _ = split_files(find_audio_files(data_path()), config.data.validation_clips)
+    train_files, _ = split_files(find_audio_files(data_path()), config.data.validation_clips,
+                                  config.data.holdout)
     source = AudioSource(train_files, config.audio.sample_rate, config.audio.peak,
                          verbose=False)
     ds = iter(train_dataset(source, config))

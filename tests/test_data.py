@@ -474,3 +474,22 @@ def test_input_pipelines_split_the_global_batch(source, tiny_config):
         assert audio0.shape == (2, 2048) and mel0.shape == (2, 8, 80)
         np.testing.assert_array_equal(np.concatenate([audio0, audio1]), audio)
         np.testing.assert_array_equal(np.concatenate([mel0, mel1]), mel)
+
+
+def test_speaker_holdout_keeps_every_speaker_on_one_side():
+    """data.holdout: speaker: the speakers whose IDs hash lowest are held out with all their
+    clips (the rule issue 30 asks for: every held-out figure on voices never trained on)."""
+    import zlib
+
+    from tf_melgan.data import speaker_of
+    assert speaker_of("/d/103-1240-0000.flac") == "103" and speaker_of("p225_001.wav") == "p225"
+    files = [f"/d/{spk}-{ch}-{u:04d}.flac" for spk in (19, 26, 103, 1034, 2002, 5678)
+             for ch, u in ((10, 0), (11, 3))]
+    train, val = split_files(files, 2, "speaker")
+    held, trained = {speaker_of(f) for f in val}, {speaker_of(f) for f in train}
+    assert not held & trained and sorted(train + val) == sorted(files)
+    assert held == set(sorted({speaker_of(f) for f in files},
+                              key=lambda s: zlib.crc32(s.encode()))[:2])
+    assert len(val) == 4  # both clips of each held-out speaker
+    more = files + ["/d/7777-1-0000.flac"]  # a new speaker never sends a trained one to validation
+    assert set(split_files(more, 2, "speaker")[1]) <= set(val) | {"/d/7777-1-0000.flac"}

@@ -227,6 +227,11 @@ class TrainingConfig:
 class DataConfig:
     path: typing.Union[str, List[str]] = ""  # a folder, a file, or a list of them
     validation_clips: int = 8
+    # What validation_clips counts and holds out: 'clip' (the clips whose names hash
+    # lowest) or 'speaker' (the speakers whose IDs hash lowest, with all their clips; the
+    # ID is a file name up to its first '-' or '_': LibriSpeech's, VCTK's), so that every
+    # held-out figure is on voices training never heard.
+    holdout: str = "clip"
     eval_segment_length: int = 65536  # held-out clips are cropped/padded to this
     gain_min: float = 0.3
     gain_max: float = 1.0
@@ -499,6 +504,8 @@ def validate(config: Config) -> None:
     if not 0 < data.gain_min <= data.gain_max:
         raise ConfigError(f"need 0 < data.gain_min <= data.gain_max, got "
                           f"{data.gain_min}, {data.gain_max}")
+    if data.holdout not in ("clip", "speaker"):
+        raise ConfigError(f"data.holdout must be 'clip' or 'speaker', got '{data.holdout}'")
     if data.validation_clips < 1:  # training needs held-out clips (validation, best model)
         raise ConfigError(f"data.validation_clips must be >= 1, got {data.validation_clips}")
     if t.mixed_precision not in MIXED_PRECISION_CHOICES:

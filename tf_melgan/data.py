@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import zlib
 
@@ -69,11 +70,27 @@ def find_audio_files(path) -> list[str]:
     return files
 
 
-def split_files(files: list[str], n_validation: int):
-    """Deterministic split: the n clips whose names hash lowest are held out.
+def speaker_of(path: str) -> str:
+    """A clip's speaker ID: its file name up to the first '-' or '_' (LibriSpeech's
+    speaker-chapter-utterance, VCTK's p225_001), else the whole name."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    return re.split(r"[-_]", name, maxsplit=1)[0]
+
+
+def split_files(files: list[str], n_validation: int, holdout: str = "clip"):
+    """Deterministic split: the n clips whose names hash lowest are held out, or with
+    holdout 'speaker' the n speakers whose IDs hash lowest (speaker_of), all their clips.
 
     Hashing names (not positions) keeps a clip on the same side when files are added.
-    With a single clip, it serves for both."""
+    With a single clip (or speaker), it serves for both."""
+    if holdout == "speaker":
+        speakers = sorted({speaker_of(f) for f in files},
+                          key=lambda s: (zlib.crc32(s.encode()), s))
+        if len(speakers) < 2:
+            return list(files), list(files)
+        held = set(speakers[:min(n_validation, len(speakers) - 1)])
+        return ([f for f in files if speaker_of(f) not in held],
+                [f for f in files if speaker_of(f) in held])
     if len(files) < 2:
         return list(files), list(files)
     n = min(n_validation, len(files) - 1)

@@ -92,7 +92,7 @@ def stats_for_config(config: Config, data_path: str | None = None, verbose: bool
     from tf_melgan.data import find_audio_files, split_files
 
     files = find_audio_files(data_path or config.data.path)
-    train_files, _ = split_files(files, config.data.validation_clips)
+    train_files, _ = split_files(files, config.data.validation_clips, config.data.holdout)
     return compute_stats(train_files, config.audio, verbose)
 
 

@@ -146,7 +146,7 @@ def _load_data(config, chief: bool, show: bool, progress: str, replicas: int,
                                 warn_short_clips)
 
     files = find_audio_files(config.data.path)
-    train_files, val_files = split_files(files, config.data.validation_clips)
+    train_files, val_files = split_files(files, config.data.validation_clips, config.data.holdout)
     not_held_out = bool(set(val_files) & set(train_files))
     if not_held_out and chief:
         log.warning("NO HELD-OUT AUDIO: %s is the only audio file, so it is trained on AND "

@@ -47,7 +47,8 @@ def resolve_data_path(path, model_dir: str):
 
 def data_splits(config, data_path: str):
     from tf_melgan.data import find_audio_files, split_files
-    return split_files(find_audio_files(data_path), config.data.validation_clips)
+    return split_files(find_audio_files(data_path), config.data.validation_clips,
+                       config.data.holdout)
 
 
 def _load(path, audio_config):
