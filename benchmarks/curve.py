@@ -13,6 +13,9 @@ of tf_melgan.metrics (voicing, F0 error, PESQ-wb, STOI, frame comb), averaged ov
 `--dnsmos` adds DNSMOS (tf_melgan.metrics.dnsmos) and prints the recordings' own.
 A run started with `--init_from` another run's generator counts its steps and hours from
 zero: `--init_step S --init_hours H` (that generator's) put its rows on the other's axes.
+`--data DIR` scores clips of another corpus instead (the first --clips of DIR by the clip
+split's hash order, resampled to the model's rate): voices the model never heard, e.g.
+LJ Speech for a LibriSpeech model.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--griffin_lim", action="store_true")
     p.add_argument("--dnsmos", action="store_true",
                    help="add DNSMOS (speechmos + onnxruntime), and the recordings' own")
+    p.add_argument("--data", default=None,
+                   help="score clips of this folder (another corpus) instead of the held-out ones")
     p.add_argument("--out", default=None, help="CSV to append the row to")
     p.add_argument("--init_step", type=int, default=0,
                    help="added to the step: the --init_from generator's")
@@ -107,6 +112,9 @@ def main(argv=None) -> int:
     args.model_dir = resolve(args.model_dir)  # a shipped vocoder's name: its folder
     generator, config = load_generator(args.model_dir, which=args.which, fold=True)
     step = generator_source(args.model_dir, args.which).step
+    if args.data:  # every clip of another corpus is unseen: the clip split's order
+        config.data.path, config.data.holdout = args.data, "clip"
+        config.data.validation_clips = args.clips
     clips = held_out_clips(config, args.model_dir, args.clips, args.seconds)
     row = {"step": args.init_step + step,
            "train_hours": args.init_hours + training_hours(args.model_dir, step),
