@@ -42,6 +42,9 @@ import numpy as np
 from tf_melgan.cli import DEBUG_HELP, new_flags
 from tf_melgan.errors import TfMelganError
 
+# TensorFlow, torch and the Keras models are imported where they are used: --help stays
+# fast and needs neither.
+
 
 class CheckpointImportError(TfMelganError, ValueError):
     """A PyTorch checkpoint cannot be imported; the message names the file and the reason."""

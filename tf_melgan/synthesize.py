@@ -31,6 +31,9 @@ from tf_melgan.deploy.vocoder import (SynthesisError, Vocoder, as_vocoder, load_
                                       mel_of_audio)
 from tf_melgan.pretrained import shipped_help
 
+# The modules that load TensorFlow (audio features, the Keras generator) are imported where
+# they are used: --help, and synthesis with a .tflite, run without TensorFlow.
+
 __all__ = ["MelError", "SynthesisError", "Vocoder", "load_vocoder", "main", "synthesize",
            "validate_mel"]
 

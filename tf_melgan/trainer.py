@@ -17,6 +17,9 @@ from tf_melgan.distribute import is_chief, set_precision
 from tf_melgan.errors import TrainingError
 from tf_melgan.resume import check_resume_config, init_checkpoint
 
+# TensorFlow, and the package modules that load it, are imported inside the functions:
+# tf_melgan.train imports this module at its top, and its --help must not start TensorFlow.
+
 log = logging.getLogger("tf_melgan")
 
 

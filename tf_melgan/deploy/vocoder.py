@@ -17,6 +17,10 @@ from tf_melgan.deploy.manifest import OUTPUT_NAME, SIGNATURE, ManifestError, rea
 from tf_melgan.errors import TfMelganError
 from tf_melgan.streaming import MIN_FRAMES
 
+# TensorFlow, and the modules that load it (checkpoint, config's YAML), are imported where a
+# model dir or a SavedModel needs them: a .tflite loads with ai-edge-litert, NumPy, soundfile
+# and absl-py only (tf_melgan/deploy/__init__.py).
+
 
 class SynthesisError(TfMelganError, ValueError):
     """A model or an input cannot be used; the message is one line naming it."""
