@@ -165,3 +165,28 @@ def test_folder_mode_names_what_it_skipped_and_counts_what_it_wrote(model_dir, t
     assert "Traceback" not in done.stderr
     assert f"synthesized 1 of 2 files into {tmp_path / 'out'}" in done.stdout + done.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["b_good.wav"]
+
+
+def test_a_mel_made_at_another_rate_or_hop_is_one_line_naming_what_the_model_expects(
+        model_dir, mel_path, tmp_path, capsys):
+    side = os.path.splitext(mel_path)[0] + ".json"
+    with open(side, "w") as f:
+        f.write('{"audio": {"sample_rate": 16000, "hop_length": 16}}')
+    status, err = synthesize(model_dir, mel_path, tmp_path / "a.wav", capsys)
+    assert status != 0 and not (tmp_path / "a.wav").exists()
+    line = one_line_error(err)
+    assert "made at 16000 Hz, hop 16" in line and "expects 22050 Hz, hop 16" in line
+    with open(side, "w") as f:  # the model's own rate and hop pass
+        f.write('{"sample_rate": 22050, "hop_length": 16}')
+    assert synthesize(model_dir, mel_path, tmp_path / "b.wav", capsys) == (0, "")
+
+
+def test_audio_at_another_rate_is_resampled_and_says_so_in_one_line(model_dir, tmp_path,
+                                                                     capsys):
+    t = np.arange(48000) / 48000.0
+    sf.write(str(tmp_path / "in.wav"), 0.5 * np.sin(2 * np.pi * 220 * t), 48000)
+    status, err = synthesize(model_dir, str(tmp_path / "in.wav"), tmp_path / "o.wav", capsys)
+    assert status == 0
+    assert err.strip().splitlines() == [
+        f"note: {tmp_path / 'in.wav'}: 48000 Hz, resampled to 22050 Hz (the model's rate)"]
+    assert abs(sf.info(str(tmp_path / "o.wav")).frames - 22050) <= 16

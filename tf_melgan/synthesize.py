@@ -7,7 +7,9 @@ M: a model dir (what `tf_melgan.train` writes), a shipped vocoder's name (ljspee
    X.tflite).
 X: a wav/flac/ogg file (copy synthesis: audio -> log-mel -> audio), a mel `.npy` of layout
    [frames, n_mels] or [1, frames, n_mels] in the model's log-mel units (its audio.mel_preset), or a folder of
-   those (searched recursively; Y is then a folder).
+   those (searched recursively; Y is then a folder). Audio at another rate is resampled to
+   the model's (one note on stderr). A mel .npy with `X.json` beside it stating
+   `sample_rate` and `hop_length` is refused if they are not the model's.
 Y: an audio file (.wav, .flac, .ogg) or a folder. Checked to be writable before the model
    loads; written to a temporary file renamed at the end (a full disk leaves no cut-off
    file).
@@ -19,6 +21,7 @@ Python: `synthesize(model, mel) -> np.ndarray`; `load_vocoder(path) -> Vocoder`
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Optional
@@ -75,6 +78,38 @@ def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] 
     if isinstance(mel, np.memmap):
         return mel
     return np.ascontiguousarray(mel, dtype=np.float32)
+
+
+def mel_sidecar(path: str) -> Optional[dict]:
+    """The rate and hop a mel `.npy` was made at, from `X.json` beside `X.npy` (keys
+    `sample_rate` and `hop_length`, at its top or in an `audio` block as in the export
+    manifest), or None when there is no such file: a bare array cannot say."""
+    side = os.path.splitext(path)[0] + ".json"
+    if not os.path.isfile(side):
+        return None
+    try:
+        with open(side) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise MelError(f"{side}: not a readable JSON file ({one_line(e)})") from None
+    if not isinstance(info, dict):
+        raise MelError(f"{side}: expected a JSON object with sample_rate and hop_length")
+    block = info.get("audio") if isinstance(info.get("audio"), dict) else info
+    return {k: block[k] for k in ("sample_rate", "hop_length") if k in block}
+
+
+def check_mel_geometry(path: str, sample_rate: Optional[int], hop_length: Optional[int]):
+    """Refuses, in one line naming what the model expects, a mel `.npy` whose sidecar says
+    it was made at another sample rate or hop: its frames would be read at the wrong time
+    scale and its bands as other frequencies (same shape, wrong speech)."""
+    made = mel_sidecar(path)
+    if not made or not sample_rate:
+        return
+    want = {"sample_rate": sample_rate, "hop_length": hop_length}
+    if any(k in made and want[k] and int(made[k]) != int(want[k]) for k in want):
+        raise MelError(f"{path}: made at {made.get('sample_rate', '?')} Hz, hop "
+                       f"{made.get('hop_length', '?')} (its .json); the model expects "
+                       f"{sample_rate} Hz, hop {hop_length}: make the mel at that rate and hop")
 
 
 def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=None) -> np.ndarray:
@@ -151,6 +186,7 @@ def _read_input(path: str, vocoder: Vocoder):
     mel = _open_input(path)
     if mel is not None:
         mel = validate_mel(mel, vocoder.n_mels, name=path, min_frames=vocoder.min_frames)
+        check_mel_geometry(path, vocoder.sample_rate, vocoder.hop_length)
         if vocoder.audio is not None:
             from tf_melgan.audio import silence_mel
 
@@ -166,6 +202,10 @@ def _read_input(path: str, vocoder: Vocoder):
     if vocoder.audio is None:
         raise SynthesisError(f"{vocoder.path} carries no audio config (tf_melgan.json), so it "
                              f"cannot make a mel from {path}; give a mel .npy")
+    rate_in = sf.info(path).samplerate
+    if rate_in != vocoder.audio.sample_rate:
+        print(f"note: {path}: {rate_in} Hz, resampled to {vocoder.audio.sample_rate} Hz (the "
+              f"model's rate)", file=sys.stderr)
     try:
         audio = load_audio(path, vocoder.audio.sample_rate, vocoder.audio.peak)
     except AudioError as e:
