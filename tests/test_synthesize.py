@@ -176,6 +176,11 @@ def test_a_mel_made_at_another_rate_or_hop_is_one_line_naming_what_the_model_exp
     assert status != 0 and not (tmp_path / "a.wav").exists()
     line = one_line_error(err)
     assert "made at 16000 Hz, hop 16" in line and "expects 22050 Hz, hop 16" in line
+    with open(side, "w") as f:  # a value that is not a rate is refused too, naming the file
+        f.write('{"sample_rate": "22k", "hop_length": 16}')
+    status, err = synthesize(model_dir, mel_path, tmp_path / "a.wav", capsys)
+    assert status != 0 and not (tmp_path / "a.wav").exists()
+    assert f"{side}: sample_rate '22k', expected a positive integer" in one_line_error(err)
     with open(side, "w") as f:  # the model's own rate and hop pass
         f.write('{"sample_rate": 22050, "hop_length": 16}')
     assert synthesize(model_dir, mel_path, tmp_path / "b.wav", capsys) == (0, "")

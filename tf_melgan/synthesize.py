@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, one_line, quiet_tensorflow
+from tf_melgan.deploy.manifest import sidecar_path
 from tf_melgan.deploy.vocoder import (SynthesisError, Vocoder, as_vocoder, load_vocoder,
                                       mel_of_audio)
 from tf_melgan.pretrained import shipped_help
@@ -80,36 +81,40 @@ def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] 
     return np.ascontiguousarray(mel, dtype=np.float32)
 
 
-def mel_sidecar(path: str) -> Optional[dict]:
+def mel_sidecar(path: str) -> dict:
     """The rate and hop a mel `.npy` was made at, from `X.json` beside `X.npy` (keys
     `sample_rate` and `hop_length`, at its top or in an `audio` block as in the export
-    manifest), or None when there is no such file: a bare array cannot say."""
-    side = os.path.splitext(path)[0] + ".json"
+    manifest); {} when there is no such file: a bare array cannot say."""
+    side = sidecar_path(path)
     if not os.path.isfile(side):
-        return None
+        return {}
     try:
-        with open(side) as f:
+        with open(side, encoding="utf-8") as f:
             info = json.load(f)
     except (OSError, ValueError) as e:
         raise MelError(f"{side}: not a readable JSON file ({one_line(e)})") from None
     if not isinstance(info, dict):
         raise MelError(f"{side}: expected a JSON object with sample_rate and hop_length")
-    block = info.get("audio") if isinstance(info.get("audio"), dict) else info
-    return {k: block[k] for k in ("sample_rate", "hop_length") if k in block}
+    block = info["audio"] if isinstance(info.get("audio"), dict) else info
+    made = {k: block[k] for k in ("sample_rate", "hop_length") if k in block}
+    for key, value in made.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise MelError(f"{side}: {key} {value!r}, expected a positive integer")
+    return made
 
 
 def check_mel_geometry(path: str, sample_rate: Optional[int], hop_length: Optional[int]):
     """Refuses, in one line naming what the model expects, a mel `.npy` whose sidecar says
     it was made at another sample rate or hop: its frames would be read at the wrong time
-    scale and its bands as other frequencies (same shape, wrong speech)."""
+    scale and its bands as other frequencies (same shape, wrong speech). What the model
+    does not know (an export without a manifest has no rate) is not compared."""
     made = mel_sidecar(path)
-    if not made or not sample_rate:
-        return
     want = {"sample_rate": sample_rate, "hop_length": hop_length}
-    if any(k in made and want[k] and int(made[k]) != int(want[k]) for k in want):
+    if any(want[k] and made[k] != want[k] for k in made):
         raise MelError(f"{path}: made at {made.get('sample_rate', '?')} Hz, hop "
                        f"{made.get('hop_length', '?')} (its .json); the model expects "
-                       f"{sample_rate} Hz, hop {hop_length}: make the mel at that rate and hop")
+                       f"{sample_rate or '?'} Hz, hop {hop_length}: make the mel at that rate "
+                       f"and hop")
 
 
 def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=None) -> np.ndarray:
