@@ -561,6 +561,25 @@ def test_read_only_output_is_refused_before_converting(read_only_dir, monkeypatc
     assert os.listdir(read_only_dir) == []
 
 
+def test_ctrl_c_turned_into_a_converter_error_is_still_an_interrupt(model_dir, tmp_path,
+                                                                    monkeypatch, capsys):
+    """The int8 calibration runs Python from C++: a Ctrl-C there comes back as the
+    converter's own error (exit 1 on a loaded CI machine), not as KeyboardInterrupt."""
+    import signal
+
+    def interrupted_inside_the_converter(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt as e:
+            raise conv.ConversionError("TFLiteConverter failed: calibration") from e
+
+    monkeypatch.setattr(conv, "convert", interrupted_inside_the_converter)
+    out = tmp_path / "v.tflite"
+    assert convert_cli.main(["convert", "--model_dir", model_dir, "--output", str(out)]) == 130
+    assert capsys.readouterr().err == "convert.py: refused, nothing written: interrupted (Ctrl-C)\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 def test_outputs_are_written_all_or_nothing(tmp_path, tmpfs, monkeypatch):
     """A full disk while writing the three files (a 256 kB tmpfs and 307 kB to write, or
     the same ENOSPC injected into the golden pair's write) leaves the previous three."""

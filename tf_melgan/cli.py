@@ -13,6 +13,7 @@ import importlib.abc
 import importlib.machinery
 import logging
 import os
+import signal
 import sys
 import warnings
 
@@ -69,6 +70,26 @@ def report(e: BaseException, debug: bool, prefix: str = "error: ") -> int:
         raise e
     print(f"{prefix}{one_line(e)}", file=sys.stderr)
     return 1
+
+
+@contextlib.contextmanager
+def ctrl_c_recorded():
+    """Within the block, Ctrl-C still raises KeyboardInterrupt, and is also recorded in
+    the yielded list: code that calls back into Python from C++ (the converter's
+    calibration, TensorFlow's tracing) can turn the KeyboardInterrupt into an ordinary
+    error, which the CLI must still report as an interrupt (status 130)."""
+    seen: list = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def record(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def debug_requested(flag: bool = False) -> bool:

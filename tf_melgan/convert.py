@@ -40,9 +40,11 @@ SNR floor.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
-from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
+from tf_melgan.cli import (DEBUG_HELP, ctrl_c_recorded, debug_requested, new_flags,
+                           parse_flags, quiet_tensorflow, report)
 from tf_melgan.pretrained import no_such_model, resolve, shipped_help
 
 REFUSED = "convert.py: refused, nothing written: "
@@ -130,23 +132,30 @@ def main(argv) -> int:
             else "dynamic_range" if fv.dynamic_range else "float32")
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)
-    from tf_melgan.cli import report
     from tf_melgan.deploy.convert import ConversionError, convert
     from tf_melgan.deploy.litert import ModelCheckError
 
-    try:
-        convert(model_dir, fv.output, mode, frames=fv.frames,
-                saved_model=fv.saved_model, data=fv.data,
-                calibration_audio=fv.calibration_audio, num_calibration=fv.num_calibration,
-                calibration_frames=fv.calibration_frames, num_validation=fv.num_validation,
-                validation_frames=fv.validation_frames, which=fv.which, int8_io=fv.int8_io,
-                mirror_pad=fv.mirror_pad, min_snr_db=fv.min_snr_db,
-                num_threads=fv.num_threads,
-                float_layers=[x for x in fv.float_layers.split(",") if x],
-                ranges=fv.ranges, overwrite=fv.overwrite)
-    except (ConversionError, ModelCheckError, ValueError, OSError) as e:
-        return report(e, debug, REFUSED)
-    except KeyboardInterrupt:  # the output is written last, from a staging dir
+    with ctrl_c_recorded() as interrupted:
+        try:
+            convert(model_dir, fv.output, mode, frames=fv.frames,
+                    saved_model=fv.saved_model, data=fv.data,
+                    calibration_audio=fv.calibration_audio,
+                    num_calibration=fv.num_calibration,
+                    calibration_frames=fv.calibration_frames,
+                    num_validation=fv.num_validation, validation_frames=fv.validation_frames,
+                    which=fv.which, int8_io=fv.int8_io, mirror_pad=fv.mirror_pad,
+                    min_snr_db=fv.min_snr_db, num_threads=fv.num_threads,
+                    float_layers=[x for x in fv.float_layers.split(",") if x],
+                    ranges=fv.ranges, overwrite=fv.overwrite)
+        except KeyboardInterrupt:  # the output is written last, from a staging dir
+            interrupted.append(signal.SIGINT)
+        except Exception as e:
+            if not interrupted and isinstance(e, (ConversionError, ModelCheckError,
+                                                  ValueError, OSError)):
+                return report(e, debug, REFUSED)
+            if not interrupted:
+                raise
+    if interrupted:  # also when the converter turned the interrupt into its own error
         print(f"{REFUSED}interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     return 0
