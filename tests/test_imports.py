@@ -71,3 +71,31 @@ def test_the_graph_is_read():
 
 def test_no_import_cycle():
     assert cycles(import_graph()) == []
+
+
+def deferred_imports() -> list:
+    """(path, line, has_reason) of every import of a package module inside a function or
+    class: has_reason when a comment is on its line or on the line above."""
+    found = []
+    for path in _modules().values():
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        tree = ast.parse("\n".join(lines))
+        top = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or id(node) in top:
+                continue
+            if node.module and node.module.split(".")[0] == "tf_melgan":
+                here, above = lines[node.lineno - 1], lines[node.lineno - 2].strip()
+                found.append((path, node.lineno, "#" in here or above.startswith("#")))
+    return found
+
+
+def test_deferred_imports_are_few_and_say_why():
+    """Package imports sit at the top of a module, except where deferring one keeps --help
+    or a LiteRT-only environment free of TensorFlow, or an optional extra optional; those
+    say so in a comment."""
+    deferred = deferred_imports()
+    assert any(path.endswith("train.py") for path, _, _ in deferred)  # the walk sees them
+    assert len(deferred) <= 25, len(deferred)
+    assert [(os.path.relpath(p, PACKAGE), n) for p, n, why in deferred if not why] == []

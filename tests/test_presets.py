@@ -330,7 +330,7 @@ def test_preprocess_errors(tmp_path, capsys):
 
 def test_stats_travel_with_the_model_dir(tmp_path):
     from tf_melgan.checkpoint import load_model_config
-    from tf_melgan.preprocess import store_mel_stats
+    from tf_melgan.mel_stats import store_mel_stats
 
     stats = write_stats(tmp_path / "stats.npy")
     config = config_from_dict({}, ["audio.mel_preset=tacotron2",
@@ -358,7 +358,7 @@ def test_stats_travel_with_the_model_dir(tmp_path):
 def test_one_train_step_per_preset(tiny_config, clip_path, tmp_path, preset):
     from tf_melgan.data import AudioSource, train_dataset, validation_dataset
     from tf_melgan.model import MelGAN, make_optimizer
-    from tf_melgan.preprocess import compute_stats
+    from tf_melgan.mel_stats import compute_stats
 
     overrides = [f"audio.mel_preset={preset}"]
     if preset == "tacotron2":  # with normalisation, as ParallelWaveGAN trains

@@ -20,7 +20,9 @@ import soundfile as sf
 import tensorflow as tf
 
 from tf_melgan.atomic import WriteError, describe, replacing, replacing_all
+from tf_melgan.checkpoint import BEST_JSON, BEST_WEIGHTS, remove_checkpoint_debris
 from tf_melgan.errors import TrainingError
+from tf_melgan.progress import Progress
 
 log = logging.getLogger("tf_melgan")
 REFERENCE_SAMPLE = "reference.wav"  # MODEL_DIR/samples/: the held-out clip the samples vocode
@@ -67,7 +69,6 @@ def last_checkpoint_note(manager) -> str:
 def save_checkpoint(manager: tf.train.CheckpointManager, gan, step: int) -> str:
     """Saves checkpoint `step`, refusing non-finite weights; a failed write (full disk,
     read-only) raises TrainingError, and the previous checkpoints stay as they were."""
-    from tf_melgan.checkpoint import remove_checkpoint_debris
 
     variables = state_variables(gan)
     if not all_finite(variables):
@@ -179,7 +180,6 @@ class BestGenerator(keras.callbacks.Callback):
     def __init__(self, model_dir: str, gan, enabled: bool = True):
         super().__init__()
         self.gan, self.enabled = gan, enabled
-        from tf_melgan.checkpoint import BEST_JSON, BEST_WEIGHTS
         self.weights_path = os.path.join(model_dir, BEST_WEIGHTS)
         self.json_path = os.path.join(model_dir, BEST_JSON)
         self.best, self.best_step = math.inf, None
@@ -302,7 +302,6 @@ class ConsoleProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.progress is None:
-            from tf_melgan.progress import Progress
             s = self._settings
             step = _step(self.gan)
             self.progress = Progress(s["total"], "step", "step", s["mode"], s["stream"],

@@ -12,8 +12,9 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_melgan.config import Config, load_config
 from tf_melgan.builders import build_generator
+from tf_melgan.cli import one_line
+from tf_melgan.config import Config, load_config
 from tf_melgan.errors import TfMelganError
 
 
@@ -114,7 +115,6 @@ def load_generator(model_dir: str, which: str = "best", fold: bool = True,
         try:
             generator.load_weights(source.path)
         except (OSError, ValueError, KeyError) as e:  # e.g. cut off by an older version
-            from tf_melgan.cli import one_line
             raise ModelDirError(f"{source.path} is unreadable ({type(e).__name__}: "
                                 f"{one_line(e)}); the latest checkpoint may still load "
                                 f"(--which latest)") from None

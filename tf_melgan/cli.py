@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import warnings
+from tf_melgan.progress import echo
 
 DEBUG_ENV = "TF_MELGAN_DEBUG"  # =1: what --debug does, for every CLI
 DEBUG_HELP = ("Show everything: TensorFlow's C++ log lines, Python warnings and full "
@@ -184,7 +185,6 @@ class ConsoleHandler(logging.Handler):
         self.timestamps = timestamps
 
     def emit(self, record):
-        from tf_melgan.progress import echo
 
         try:
             text = record.getMessage()

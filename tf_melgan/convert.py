@@ -43,9 +43,11 @@ import os
 import signal
 import sys
 
-from tf_melgan.cli import (DEBUG_HELP, ctrl_c_recorded, debug_requested, new_flags,
-                           parse_flags, quiet_tensorflow, report)
+from tf_melgan.cli import (DEBUG_HELP, ctrl_c_recorded, debug_requested, new_flags, parse_flags,
+                           quiet_tensorflow, report)
+from tf_melgan.deploy.litert import ModelCheckError
 from tf_melgan.pretrained import no_such_model, resolve, shipped_help
+from tf_melgan.streaming import MIN_FRAMES
 
 REFUSED = "convert.py: refused, nothing written: "
 
@@ -119,7 +121,6 @@ def main(argv) -> int:
         print("error: --quantize, --fp16 and --dynamic_range exclude each other",
               file=sys.stderr)
         return 2
-    from tf_melgan.streaming import MIN_FRAMES
     if fv.frames is not None and fv.frames < MIN_FRAMES:  # before any model is loaded
         print(f"{REFUSED}--frames {fv.frames}: a model needs at least {MIN_FRAMES} frames",
               file=sys.stderr)
@@ -132,8 +133,8 @@ def main(argv) -> int:
             else "dynamic_range" if fv.dynamic_range else "float32")
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)
+    # loads TensorFlow: after quiet_tensorflow(), and never for --help
     from tf_melgan.deploy.convert import ConversionError, convert
-    from tf_melgan.deploy.litert import ModelCheckError
 
     with ctrl_c_recorded() as interrupted:
         try:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tf_melgan.audio import AudioError, LogMel, load_audio
 from tf_melgan.config import Config
 from tf_melgan.errors import TfMelganError
+from tf_melgan.progress import Progress
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
 log = logging.getLogger("tf_melgan")
@@ -129,7 +130,6 @@ class AudioSource:
             total_samples += lengths[path]
         self.clips = None
         if total_samples * 4 <= cache_max_gb * 2**30:
-            from tf_melgan.progress import Progress
             bar = Progress(len(self.files), "decoding audio:", "clip", progress, seconds=30,
                            emit=log.info) if verbose else None
             kept, clips = [], []

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
-from tf_melgan.cli import (DEBUG_HELP, debug_requested, new_flags, parse_flags,
-                           quiet_tensorflow, report)
-from tf_melgan.pretrained import shipped_help
+from tf_melgan.cli import (DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow,
+                           report)
+from tf_melgan.deploy.manifest import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+from tf_melgan.errors import TfMelganError
+from tf_melgan.pretrained import no_such_model, resolve, shipped_help
 
 
 def _define_flags():
@@ -43,11 +45,8 @@ def main(argv) -> int:
         return status
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)
-    from tf_melgan.checkpoint import ModelDirError
-    from tf_melgan.config import ConfigError
-    from tf_melgan.deploy.manifest import INPUT_NAME, OUTPUT_NAME, SIGNATURE
-    from tf_melgan.deploy.saved_model import ExportError, export_with_report
-    from tf_melgan.pretrained import no_such_model, resolve
+    # loads TensorFlow: after quiet_tensorflow(), and never for --help
+    from tf_melgan.deploy.saved_model import export_with_report
 
     model_dir = resolve(fv.model_dir)
     if not os.path.exists(model_dir):
@@ -60,7 +59,7 @@ def main(argv) -> int:
     try:
         path, diff, (_, source) = export_with_report(model_dir, fv.output, None, fv.which,
                                                      fv.overwrite)
-    except (ModelDirError, ConfigError, ExportError, OSError) as e:
+    except (TfMelganError, OSError) as e:  # a model dir, config or export refusal
         return report(e, debug)
     print(f"generator: {source.describe()} of {model_dir}")
     print(f"exported {model_dir} ({source.which}) to {path}; signature '{SIGNATURE}': "

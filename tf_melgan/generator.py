@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tf_melgan.config import Config, GeneratorConfig
+from tf_melgan.config import GeneratorConfig
 from tf_melgan.convs import conv1d, conv1d_transpose, fold_weight_norm_into, quantizers_of
+from tf_melgan.fake_quant import ActivationQuantizer, TANH_RANGE
 from tf_melgan.layers import (NearestUpsampler, ReflectionPad1D, ResidualBlock, Snake,
                               activation_layer)
-from tf_melgan.fake_quant import TANH_RANGE, ActivationQuantizer
 from tf_melgan.streaming import ReceptiveField, receptive_field
 
 

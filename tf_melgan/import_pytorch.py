@@ -39,7 +39,10 @@ import warnings
 
 import numpy as np
 
-from tf_melgan.cli import DEBUG_HELP, new_flags
+from tf_melgan.atomic import replacing, write_text
+from tf_melgan.cli import (DEBUG_HELP, debug_requested, new_flags, parse_flags, python_command,
+                           quiet_tensorflow)
+from tf_melgan.config import Config, ConfigError, config_from_dict
 from tf_melgan.errors import TfMelganError
 
 # TensorFlow, torch and the Keras models are imported where they are used: --help stays
@@ -313,7 +316,6 @@ def _nearest_multiple(value, step):
 
 def config_overrides_for(generator_sizes: dict, discriminator_sizes: dict | None) -> list:
     """'section.key=value' overrides that make a default Config match the imported sizes."""
-    from tf_melgan.config import Config
     defaults = Config()
     hop = math.prod(generator_sizes["ratios"])
     out = [f"audio.n_mels={generator_sizes['n_mels']}", f"audio.hop_length={hop}",
@@ -332,7 +334,7 @@ def config_overrides_for(generator_sizes: dict, discriminator_sizes: dict | None
 
 def generator_from_state_dict(state: dict, path: str = "generator"):
     """A weight-normed Generator holding the official `state` and the sizes it inferred."""
-    from tf_melgan.generator import Generator
+    from tf_melgan.generator import Generator  # loads TensorFlow: not for --help
     sizes = infer_generator(state, path)
     generator = Generator(**sizes, weight_norm=True, name="generator")
     generator.build((None, None, sizes["n_mels"]))
@@ -345,7 +347,7 @@ def generator_from_state_dict(state: dict, path: str = "generator"):
 def _existing_model_dir(output_dir: str) -> bool:
     import tensorflow as tf
 
-    from tf_melgan.checkpoint import BEST_WEIGHTS
+    from tf_melgan.checkpoint import BEST_WEIGHTS  # loads TensorFlow: not for --help
     return (any(os.path.exists(os.path.join(output_dir, name))
                 for name in ("config.yaml", BEST_WEIGHTS)) or
             tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints")) is not None)
@@ -363,8 +365,7 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
     import keras
     import tensorflow as tf
 
-    from tf_melgan.config import ConfigError, config_from_dict
-    from tf_melgan.model import MelGAN, make_optimizer
+    from tf_melgan.model import MelGAN, make_optimizer  # loads TensorFlow: not for --help
 
     g_state = read_state_dict(generator_path)
     g_sizes = infer_generator(g_state, generator_path)
@@ -394,7 +395,6 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
     if d_state is not None:
         assign(d_map, d_state)
 
-    from tf_melgan.atomic import replacing, write_text
     write_text(os.path.join(output_dir, "config.yaml"), config.to_yaml())
     checkpoint = tf.train.Checkpoint(generator=gan.generator, discriminator=gan.discriminator,
                                      g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
@@ -403,7 +403,7 @@ def import_state_dicts(generator_path: str, output_dir: str, discriminator_path=
     saved = manager.save(checkpoint_number=0)
     # What tf_melgan.checkpoint.load_generator(DIR) reads first; training replaces it with
     # its best generator after its first validation (there is no best.json yet).
-    from tf_melgan.checkpoint import BEST_WEIGHTS
+    from tf_melgan.checkpoint import BEST_WEIGHTS  # loads TensorFlow: not for --help
     with replacing(os.path.join(output_dir, BEST_WEIGHTS)) as tmp:
         gan.generator.save_weights(tmp)
     return saved
@@ -431,7 +431,6 @@ def _define_flags():
 def main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit status. Errors are
     one line on stderr ('import error: ...')."""
-    from tf_melgan.cli import debug_requested, parse_flags, python_command, quiet_tensorflow
 
     fv = _define_flags()
     status = parse_flags(fv, argv, __doc__, required=("checkpoint", "output"))
@@ -442,7 +441,6 @@ def main(argv) -> int:
     if not debug:
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)  # TF's checkpoint-writer INFO lines
-    from tf_melgan.config import ConfigError
     try:
         saved = import_state_dicts(fv.checkpoint, fv.output, fv.discriminator, fv.set)
     except (CheckpointImportError, ConfigError) as e:

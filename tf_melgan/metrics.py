@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 PYIN_FMIN, PYIN_FMAX, PYIN_FRAME = 65.0, 600.0, 1024
 
 
@@ -104,7 +105,7 @@ def frame_comb_db(audio, sr, hop, fmax=4000.0, n_fft=16384):
 
 def log_mel_l1(ref_mel, out, audio_config):
     """Mean |log_mel(out) - ref_mel| with tf_melgan.audio's recipe ([frames, n_mels])."""
-    from tf_melgan.audio import log_mel_numpy
+    from tf_melgan.audio import log_mel_numpy  # loads TensorFlow; the other metrics do not
     mel = log_mel_numpy(np.asarray(out, np.float32), audio_config)
     n = min(len(mel), len(ref_mel))
     return float(np.mean(np.abs(mel[:n] - ref_mel[:n])))

@@ -7,7 +7,13 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
+import tensorflow as tf
+
+from tf_melgan.checkpoint import BEST_WEIGHTS, load_model_config
+from tf_melgan.config import ConfigError, load_config
 from tf_melgan.errors import TrainingError
+from tf_melgan.pretrained import resolve
 
 log = logging.getLogger("tf_melgan")
 
@@ -42,10 +48,7 @@ def init_checkpoint(config, init_from: str) -> InitSource:
     only a generator (a shipped vocoder), its best_generator.weights.h5. A larger
     generator.ngf here is allowed (nearest upsampling, no QAT): the generator is widened
     with the same output (tf_melgan.widen)."""
-    import tensorflow as tf
 
-    from tf_melgan.checkpoint import BEST_WEIGHTS, load_model_config
-    from tf_melgan.pretrained import resolve
     init_from = resolve(init_from)
     path = tf.train.latest_checkpoint(os.path.join(init_from, "checkpoints"))
     if path is None:
@@ -90,7 +93,6 @@ def _flat(config) -> dict:
 
 
 def _same_stats(a, b) -> bool:
-    import numpy as np
     try:
         return a == b or (bool(a) and bool(b) and np.array_equal(np.load(a), np.load(b)))
     except (OSError, ValueError):
@@ -102,10 +104,6 @@ def check_resume_config(config, model_dir: str) -> list[str]:
     trained with: raises TrainingError naming every architecture key that differs (its
     checkpoints could not be restored), else returns the other changed keys as
     "key: old -> new" (steps, learning rates, paths may change on resume). Writes nothing."""
-    import tensorflow as tf
-
-    from tf_melgan.checkpoint import BEST_WEIGHTS
-    from tf_melgan.config import ConfigError, load_config
 
     saved_path = os.path.join(model_dir, "config.yaml")
     trained = (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))

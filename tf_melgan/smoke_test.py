@@ -25,6 +25,9 @@ import sys
 import numpy as np
 
 from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, parse_flags, quiet_tensorflow
+from tf_melgan.deploy.litert import ModelCheckError, op_problems, read_ops, snr_db
+from tf_melgan.deploy.manifest import golden_path, read_manifest, sidecar_path
+from tf_melgan.deploy.vocoder import SynthesisError, load_vocoder
 from tf_melgan.errors import TfMelganError
 from tf_melgan.pretrained import no_such_model
 
@@ -48,9 +51,6 @@ def _fit(mel: np.ndarray, frames: int) -> np.ndarray:
 
 
 def run(model_path: str, num_threads: int = 2, wav: str | None = None) -> str:
-    from tf_melgan.deploy.litert import op_problems, read_ops, snr_db
-    from tf_melgan.deploy.manifest import golden_path, read_manifest, sidecar_path
-    from tf_melgan.deploy.vocoder import load_vocoder
 
     check(os.path.exists(model_path), no_such_model(model_path).split(": ", 1)[1])
     check(os.path.isfile(model_path), "not a .tflite file (a folder)")
@@ -149,8 +149,6 @@ def main(argv) -> int:
         return 2
     debug = debug_requested(fv.debug)
     quiet_tensorflow(debug)  # LiteRT's own lines; TensorFlow is never imported here
-    from tf_melgan.deploy.litert import ModelCheckError
-    from tf_melgan.deploy.vocoder import SynthesisError
     try:
         print(run(models[0], fv.num_threads, fv.wav))
     except Exception as e:  # noqa: BLE001 - a failure is one line, whatever raised it

@@ -29,11 +29,15 @@ from typing import Optional
 import numpy as np
 import soundfile as sf
 
-from tf_melgan.cli import DEBUG_HELP, debug_requested, new_flags, one_line, quiet_tensorflow
+from tf_melgan.atomic import check_writable, replacing
+from tf_melgan.cli import (DEBUG_HELP, debug_requested, new_flags, one_line, parse_flags,
+                           quiet_tensorflow)
 from tf_melgan.deploy.manifest import sidecar_path
 from tf_melgan.deploy.vocoder import (SynthesisError, Vocoder, as_vocoder, load_vocoder,
                                       mel_of_audio)
 from tf_melgan.pretrained import shipped_help
+from tf_melgan.progress import Progress, echo
+from tf_melgan.streaming import MIN_FRAMES, stream, stream_all
 
 # The modules that load TensorFlow (audio features, the Keras generator) are imported where
 # they are used: --help, and synthesis with a .tflite, run without TensorFlow.
@@ -51,7 +55,6 @@ class MelError(SynthesisError):
 def validate_mel(mel, n_mels: int, name: str = "mel", min_frames: Optional[int] = None):
     """Checks a mel and returns it as [frames, n_mels] (float32, or the memmap as is).
     Raises MelError with a one-line reason."""
-    from tf_melgan.streaming import MIN_FRAMES
 
     min_frames = MIN_FRAMES if min_frames is None else min_frames
     if not isinstance(mel, np.ndarray):
@@ -124,7 +127,6 @@ def synthesize(model, mel, chunk_frames: Optional[int] = None, context_frames=No
     chunk_frames: synthesize chunk by chunk (`streaming.stream`, same output); a
     fixed-shape model is always run that way.
     """
-    from tf_melgan.streaming import stream_all
 
     vocoder = as_vocoder(model)
     mel = validate_mel(mel, vocoder.n_mels, min_frames=vocoder.min_frames)
@@ -188,22 +190,21 @@ def _open_input(path: str):
 
 def _read_input(path: str, vocoder: Vocoder):
     """Mel [frames, n_mels] for a .npy or an audio file."""
+    # loads TensorFlow (audio's graph log-mel): not for --help
+    from tf_melgan import audio as audio_lib
+
     mel = _open_input(path)
     if mel is not None:
         mel = validate_mel(mel, vocoder.n_mels, name=path, min_frames=vocoder.min_frames)
         check_mel_geometry(path, vocoder.sample_rate, vocoder.hop_length)
         if vocoder.audio is not None:
-            from tf_melgan.audio import silence_mel
-
             low = float(np.min(mel[: 1 << 16]))
-            floor = float(np.min(silence_mel(vocoder.audio, vocoder.mel_stats)))
+            floor = float(np.min(audio_lib.silence_mel(vocoder.audio, vocoder.mel_stats)))
             if low < floor - 0.5:
                 print(f"warning: {path}: values down to {low:.1f}, below {floor:.1f} (the "
                       f"mel of silence for this model's recipe); is it in the model's mel "
                       f"units (log base, normalisation)?", file=sys.stderr)
         return mel
-    from tf_melgan.audio import AudioError, load_audio
-
     if vocoder.audio is None:
         raise SynthesisError(f"{vocoder.path} carries no audio config (tf_melgan.json), so it "
                              f"cannot make a mel from {path}; give a mel .npy")
@@ -212,13 +213,12 @@ def _read_input(path: str, vocoder: Vocoder):
         print(f"note: {path}: {rate_in} Hz, resampled to {vocoder.audio.sample_rate} Hz (the "
               f"model's rate)", file=sys.stderr)
     try:
-        audio = load_audio(path, vocoder.audio.sample_rate, vocoder.audio.peak)
-    except AudioError as e:
+        audio = audio_lib.load_audio(path, vocoder.audio.sample_rate, vocoder.audio.peak)
+    except audio_lib.AudioError as e:
         raise SynthesisError(one_line(e)) from None
-    from tf_melgan.audio import stft_padding
-
     # min_frames frames, and more samples than the mel's reflection pad takes
-    need = max(vocoder.min_frames * vocoder.audio.hop_length, stft_padding(vocoder.audio) + 1)
+    need = max(vocoder.min_frames * vocoder.audio.hop_length,
+               audio_lib.stft_padding(vocoder.audio) + 1)
     if len(audio) < need:  # checked here: the mel of a shorter clip fails inside NumPy
         rate = vocoder.audio.sample_rate
         raise SynthesisError(f"{path}: too short ({len(audio)} samples at {rate} Hz); the "
@@ -231,11 +231,6 @@ def _read_input(path: str, vocoder: Vocoder):
 def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):
     """Synthesizes `mel` into `out_path` through a temporary file renamed at the end, so a
     full disk or a kill never leaves a cut-off file there. Raises WriteError (one line)."""
-    import soundfile as sf
-
-    from tf_melgan.atomic import check_writable, replacing
-    from tf_melgan.streaming import stream
-
     need = 2 * mel.shape[0] * vocoder.hop_length + 1024  # 16-bit PCM wav; flac/ogg smaller
     check_writable(out_path, need)  # before the work
     if vocoder.fixed_frames is not None and not chunk_frames and \
@@ -257,7 +252,7 @@ def _write(vocoder, mel, out_path, sample_rate, chunk_frames, context_frames):
 
 
 def _find_inputs(folder):
-    from tf_melgan.data import AUDIO_EXTENSIONS
+    from tf_melgan.data import AUDIO_EXTENSIONS  # loads TensorFlow: not for --help
 
     exts = AUDIO_EXTENSIONS + (".mp3",)  # the training formats, and mp3 for one-off inputs
     found = []
@@ -291,7 +286,6 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
         if not output.lower().endswith(OUTPUT_EXTS):
             raise SynthesisError(f"{output}: output must end in {', '.join(OUTPUT_EXTS)} "
                                  f"or be a folder")
-    from tf_melgan.atomic import check_writable
 
     out_path = os.path.join(output, "probe.wav")
     if not folder_in:
@@ -317,7 +311,6 @@ def run(model: str, input_path: str, output: str, which: str = "best", chunk_fra
             print(f"{input_path} -> {out_path} ({mel.shape[0]} frames, "
                   f"{samples / rate:.2f} s)")
         return 0
-    from tf_melgan.progress import Progress, echo
 
     os.makedirs(output, exist_ok=True)
     bar = Progress(len(inputs), "synthesizing:", "file", seconds=30) if verbose else None
@@ -368,7 +361,6 @@ def _define_flags():
 def main(argv) -> int:
     """Runs the CLI on argv (argv[0] is the program); returns the exit status. Every error
     is one line on stderr (--debug or TF_MELGAN_DEBUG=1 for tracebacks)."""
-    from tf_melgan.cli import parse_flags
 
     fv = _define_flags()
     status = parse_flags(fv, argv, __doc__, required=("model", "input", "output"))

@@ -17,8 +17,10 @@ import sys
 
 from tf_melgan.cli import (DEBUG_HELP, console_logging, debug_requested, exit_now, new_flags,
                            parse_flags, python_command, quiet_tensorflow)
+from tf_melgan.config import ConfigError, load_config
 from tf_melgan.distribute import make_strategy
-from tf_melgan.trainer import run
+from tf_melgan.errors import TfMelganError
+from tf_melgan.progress import format_duration
 
 PROGRESS_HELP = ("auto: a progress bar when stdout is a terminal, else one plain line every "
                  "--log_every steps (nohup, SLURM, a file); bar / lines: force either.")
@@ -85,9 +87,8 @@ def summary_text(summary: dict, python: str | None = None) -> str:
                      f"{summary['steps_per_epoch']} steps)")
     lines.append(f"  checkpoint: {summary['checkpoint']}")
     if summary.get("samples"):
-        from tf_melgan.callbacks import REFERENCE_SAMPLE
-        lines.append(f"  samples:    {summary['samples']} ({REFERENCE_SAMPLE}: the held-out "
-                     f"clip; step_*.wav: the generator's)")
+        lines.append(f"  samples:    {summary['samples']} ({summary['reference_sample']}: "
+                     f"the held-out clip; step_*.wav: the generator's)")
     if summary.get("logs"):
         lines.append(f"  logs:       {summary['logs']}")
     convert = os.path.relpath(os.path.join(REPO_ROOT, "tflite", "convert.py"))
@@ -107,7 +108,6 @@ def summary_text(summary: dict, python: str | None = None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    from tf_melgan.progress import format_duration
     return format_duration(seconds)
 
 
@@ -134,7 +134,6 @@ def main(argv) -> int:
 
 
 def _run_from_flags(fv, config_path, debug) -> int:
-    from tf_melgan.config import ConfigError, load_config
     try:
         config = load_config(config_path, fv.set)
     except ConfigError as e:
@@ -143,14 +142,13 @@ def _run_from_flags(fv, config_path, debug) -> int:
     if fv.data:  # set directly: a path is not YAML ('#' would start a comment)
         config.data.path = fv.data
     strategy = make_strategy(fv.strategy, fv.cpu_replicas)
-    from tf_melgan.checkpoint import ModelDirError
-    from tf_melgan.data import DataError
-    from tf_melgan.errors import TfMelganError
+    # TensorFlow loads with these: after quiet_tensorflow(), and never for --help
+    from tf_melgan import checkpoint, data, trainer
     try:
-        summary = run(config, fv.model_dir, strategy, fv.verbose, fv.init_from,
-                      progress=fv.progress, log_every=fv.log_every)
+        summary = trainer.run(config, fv.model_dir, strategy, fv.verbose, fv.init_from,
+                              progress=fv.progress, log_every=fv.log_every)
     except TfMelganError as e:  # run()'s one-line refusals
-        prefix = {DataError: "data error", ModelDirError: "--init_from",
+        prefix = {data.DataError: "data error", checkpoint.ModelDirError: "--init_from",
                   ConfigError: "config error"}.get(type(e), "error")
         print(f"{prefix}: {e}", file=sys.stderr)
         return 1

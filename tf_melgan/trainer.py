@@ -12,13 +12,27 @@ import logging
 import os
 import time
 
+import keras
+import tensorflow as tf
+
+from tf_melgan import qat
+from tf_melgan.atomic import WriteError, describe, remove_temporaries, write_text
+from tf_melgan.builders import build_generator
+from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, ConsoleProgress, GracefulStop,
+                                 NonFiniteGuard, REFERENCE_SAMPLE, StopAt, TensorBoardLogger,
+                                 save_checkpoint)
+from tf_melgan.checkpoint import remove_checkpoint_debris, restore_weights
+from tf_melgan.cli import one_line
 from tf_melgan.config import ConfigError
+from tf_melgan.data import (AudioSource, find_audio_files, split_files, train_dataset,
+                            validation_audio, validation_dataset, warn_short_clips)
 from tf_melgan.distribute import is_chief, set_precision
 from tf_melgan.errors import TrainingError
+from tf_melgan.lock import LOCK_NAME, ModelDirBusy, ModelDirLock
+from tf_melgan.mel_stats import store_mel_stats
+from tf_melgan.model import MelGAN, make_optimizer
 from tf_melgan.resume import check_resume_config, init_checkpoint
-
-# TensorFlow, and the package modules that load it, are imported inside the functions:
-# tf_melgan.train imports this module at its top, and its --help must not start TensorFlow.
+from tf_melgan.widen import widen_into
 
 log = logging.getLogger("tf_melgan")
 
@@ -33,10 +47,6 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None,
     The chief holds MODEL_DIR/.lock throughout (tf_melgan.lock: a second training on the
     same dir is refused). Nothing is written in the model dir before the data and the
     checkpoint to resume from have loaded."""
-    import tensorflow as tf
-
-    from tf_melgan.atomic import describe
-    from tf_melgan.lock import LOCK_NAME, ModelDirBusy, ModelDirLock
 
     strategy = strategy or tf.distribute.get_strategy()
     lock = ModelDirLock(model_dir) if is_chief(strategy) else None
@@ -65,12 +75,6 @@ def run(config, model_dir: str, strategy=None, verbose: int = 1, init_from=None,
 
 def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: str,
            log_every: int) -> dict:
-    import tensorflow as tf
-
-    from tf_melgan.callbacks import (BestGenerator, CheckpointSaver, ConsoleProgress,
-                                     GracefulStop, NonFiniteGuard, TensorBoardLogger,
-                                     save_checkpoint)
-    from tf_melgan.data import validation_dataset
 
     started = time.monotonic()
     progress = "lines" if verbose > 1 else progress
@@ -137,6 +141,7 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: 
             "best": ({"step": best.best_step, "val_mel_l1": best.best, "path": best.weights_path}
                      if chief and best.best_step is not None else None),
             "samples": board.samples_dir if board else None,
+            "reference_sample": REFERENCE_SAMPLE,
             "logs": os.path.join(model_dir, "logs") if board else None,
             "held_out": list(data["val_files"]), "not_held_out": data["not_held_out"],
             "steps_per_epoch": t.steps_per_epoch}
@@ -145,8 +150,6 @@ def _train(config, model_dir: str, strategy, verbose: int, init_from, progress: 
 def _load_data(config, chief: bool, show: bool, progress: str, replicas: int,
                precision: str) -> dict:
     """The training clips (decoded, cached) and the held-out ones, cropped for validation."""
-    from tf_melgan.data import (AudioSource, find_audio_files, split_files, validation_audio,
-                                warn_short_clips)
 
     files = find_audio_files(config.data.path)
     train_files, val_files = split_files(files, config.data.validation_clips, config.data.holdout)
@@ -174,10 +177,6 @@ def _load_data(config, chief: bool, show: bool, progress: str, replicas: int,
 def _build(config, model_dir: str, strategy, precision: str, chief: bool):
     """The compiled MelGAN (seeded) and its CheckpointManager; non-chief workers take part
     in saving but write to a scratch dir (the manager's directory)."""
-    import keras
-    import tensorflow as tf
-
-    from tf_melgan.model import MelGAN, make_optimizer
 
     keras.utils.set_random_seed(config.training.seed)
     with strategy.scope():
@@ -206,9 +205,6 @@ def _build(config, model_dir: str, strategy, precision: str, chief: bool):
 def _restore(gan, manager, model_dir: str, init_source) -> None:
     """Every worker resumes from the chief's latest checkpoint, else starts from
     `init_source` (a generator .h5 or another model dir's checkpoint), else from scratch."""
-    import tensorflow as tf
-
-    from tf_melgan.cli import one_line
 
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     try:
@@ -225,9 +221,6 @@ def _restore(gan, manager, model_dir: str, init_source) -> None:
 def _init(gan, source) -> None:
     """Starts G (and D, from a checkpoint) from `source` (tf_melgan.resume.InitSource),
     widening its generator when it is narrower (tf_melgan.widen)."""
-    from tf_melgan.builders import build_generator
-    from tf_melgan.checkpoint import restore_weights
-    from tf_melgan.widen import widen_into
 
     generator = build_generator(source.config) if source.widens else gan.generator
     if source.path.endswith(".h5"):
@@ -248,9 +241,6 @@ def _init(gan, source) -> None:
 def _tidy_and_record_config(config, model_dir: str) -> None:
     """Training can start: removes what killed runs left, then records the config (and the
     mel statistics it refers to)."""
-    from tf_melgan.atomic import WriteError, remove_temporaries, write_text
-    from tf_melgan.checkpoint import remove_checkpoint_debris
-    from tf_melgan.preprocess import store_mel_stats  # MODEL_DIR/mel_stats.npy
 
     removed = remove_checkpoint_debris(os.path.join(model_dir, "checkpoints"))
     for folder in (model_dir, os.path.join(model_dir, "samples")):
@@ -269,10 +259,10 @@ def _freeze_qat_ranges(gan, config, model_dir: str, train_files, step: int,
                        chief: bool) -> None:
     """training.qat: the int8 activation ranges the run saved, else the float model's,
     calibrated as the converter does (and saved), frozen in the generator."""
-    from tf_melgan import qat
 
     ranges = qat.load_ranges(model_dir)
     if ranges is None:
+        # needs ai-edge-litert (the [litert] extra): only for a QAT run's first calibration
         from tf_melgan.deploy.convert.data import calibration_mels
         mels = calibration_mels(train_files, config.audio, 32, 256, False, (
             config.data.gain_min, config.data.gain_max), seed=config.training.seed)
@@ -289,8 +279,6 @@ def _fit(gan, config, strategy, train_source, val_ds, callbacks, stopper, step: 
     """Keras fit, an epoch of `steps_per_epoch` at a time, until training.steps or a stop
     request; G alone before training.discriminator_start_step. Extends `history`; returns
     the step reached."""
-    from tf_melgan.callbacks import StopAt
-    from tf_melgan.data import train_dataset
 
     t = config.training
     while step < t.steps and not stopper.stop_requested:

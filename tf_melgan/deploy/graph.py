@@ -4,6 +4,10 @@ SavedModel export and the LiteRT converter write."""
 
 from __future__ import annotations
 
+import keras
+import tensorflow as tf
+
+from tf_melgan.builders import rebuild
 from tf_melgan.deploy.manifest import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
 
@@ -14,7 +18,6 @@ def export_generator(generator, pad_mode: str = "slices", polyphase: bool = True
     concat and upsamplers as kernel-2 convs + reshape, ops XNNPACK runs (it takes neither
     MIRROR_PAD nor GATHER; TRANSPOSE_CONV runs slower), with no run-time shape arithmetic,
     so a dynamic-length model runs as fast as a fixed-length one."""
-    from tf_melgan.builders import rebuild
 
     plain = generator.folded()
     options = {k: v for k, v in (("pad_mode", pad_mode), ("polyphase", polyphase))
@@ -30,7 +33,6 @@ def _attach_asset(archive, name: str, path: str) -> None:
     saves only its lookup tables, and has no public way to add an asset. Checked with
     Keras 3.15.1 (TF 2.21.0); without the attribute the file is copied to assets/ by hand
     (see saved_model.export_saved_model)."""
-    import tensorflow as tf
     root = getattr(archive, "_tf_trackable", None)
     if root is not None:
         setattr(root, name, tf.saved_model.Asset(path))
@@ -42,8 +44,6 @@ def serving_archive(generator, n_mels: int, batch=None, frames=None, check_frame
     [batch, frames, n_mels] -> {'audio': [batch, frames * hop]}. `check_frames`: refuse
     fewer than the generator's min_frames at run time (an assert op: not in a LiteRT graph);
     `manifest_path`: the manifest, attached as the asset tf_melgan_config."""
-    import keras
-    import tensorflow as tf
 
     # Endpoint variables are tracked automatically; track(generator) would only add a
     # slow walk over the layers looking for lookup tables.

@@ -19,7 +19,11 @@ from typing import Optional
 
 import numpy as np
 
+from tf_melgan import __version__
+from tf_melgan.config import AudioConfig
 from tf_melgan.errors import TfMelganError
+from tf_melgan.pretrained import portable
+from tf_melgan.streaming import ReceptiveField, receptive_field
 
 SIDECAR = "tf_melgan.json"  # a SavedModel's asset
 FORMAT_VERSION = 1
@@ -135,7 +139,6 @@ class Manifest:
 
     def audio_config(self):
         """The AudioConfig the mel is computed with (normalisation: `stats()`)."""
-        from tf_melgan.config import AudioConfig
         audio = AudioConfig(**self.audio)
         audio.stats_path = None  # embedded as mel_stats
         return audio
@@ -143,7 +146,6 @@ class Manifest:
     def receptive_field(self):
         """streaming.ReceptiveField: the frames stored from the built model at export; for
         a manifest without them, derived from a waveform generator's block; else None."""
-        from tf_melgan.streaming import ReceptiveField, receptive_field
         if self.receptive_field_frames:
             left, right = (int(self.receptive_field_frames[k]) for k in ("left", "right"))
             return ReceptiveField(left, right, float(left), float(right))
@@ -180,7 +182,6 @@ def manifest_for(config, generator, source=None, **fields) -> Manifest:
     architecture and receptive field are read from the built model. `source`:
     (model_dir, checkpoint.GeneratorSource), which generator was exported; `fields`: the
     format's own (a .tflite's quantization, tensors, measured quality...)."""
-    from tf_melgan import __version__
     field = generator.receptive_field
     audio = dict(vars(config.audio))
     if "stats_path" in audio:
@@ -203,7 +204,6 @@ def manifest_for(config, generator, source=None, **fields) -> Manifest:
 def _source(source) -> Optional[dict]:
     if not source:
         return None
-    from tf_melgan.pretrained import portable
     described = source[1].as_dict()
     if described.get("path"):
         described["path"] = portable(described["path"])

@@ -16,10 +16,15 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+import tensorflow as tf
+
 from tf_melgan.atomic import WriteError, check_writable
+from tf_melgan.builders import build_generator
+from tf_melgan.checkpoint import generator_source, load_generator
+from tf_melgan.config import AudioConfig, Config
 from tf_melgan.deploy.graph import serving_archive
-from tf_melgan.deploy.manifest import (INPUT_NAME, OUTPUT_NAME, SIDECAR, SIGNATURE,
-                                       manifest_for)
+from tf_melgan.deploy.manifest import INPUT_NAME, OUTPUT_NAME, SIDECAR, SIGNATURE, manifest_for
 from tf_melgan.errors import TfMelganError
 
 TOLERANCE = 1e-5  # a generator may set its own `export_tolerance` (the Fourier head's)
@@ -30,7 +35,6 @@ class ExportError(TfMelganError, RuntimeError):
 
 
 def _default_config(generator):
-    from tf_melgan.config import AudioConfig, Config
 
     config = Config()
     if hasattr(generator, "audio_config"):  # a FourierGenerator knows its whole STFT
@@ -56,14 +60,12 @@ def _check_consistent(generator, config, given: bool):
     if generator.hop_length != config.audio.hop_length:
         raise ExportError(f"generator upsamples by {generator.hop_length} but the config has "
                           f"audio.hop_length {config.audio.hop_length}")
-    from tf_melgan.builders import build_generator  # builds TF models: deferred, as _resolve's
     if given and generator.describe() != build_generator(config).describe():
         raise ExportError("generator architecture differs from config.generator")
 
 
 def _test_mels(n_mels, min_frames, seed=0):
     """Two batches of log10-mel-like values: a longer one and the model's shortest input."""
-    import numpy as np
 
     rng = np.random.default_rng(seed)
     return [rng.normal(-2.0, 1.5, (2, max(23, min_frames), n_mels)).astype(np.float32),
@@ -88,8 +90,6 @@ def verify_saved_model(path: str, generator, n_mels: int,
                        tolerance: float | None = None) -> float:
     """Reloads the export both ways and compares with the Keras output; returns the max abs
     difference. Raises ExportError on a wrong signature or a difference over `tolerance`."""
-    import numpy as np
-    import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
     if SIGNATURE not in loaded.signatures:
@@ -133,7 +133,6 @@ def verify_saved_model(path: str, generator, n_mels: int,
 
 def _resolve(model_dir_or_generator, config, which):
     """(folded generator, config, (model_dir, GeneratorSource) or None)."""
-    from tf_melgan.checkpoint import generator_source, load_generator
 
     if isinstance(model_dir_or_generator, (str, os.PathLike)):
         model_dir = os.fspath(model_dir_or_generator)

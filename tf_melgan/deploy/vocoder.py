@@ -12,9 +12,12 @@ from typing import Optional
 
 import numpy as np
 
-from tf_melgan.deploy.litert import TFLITE_IDENTIFIER, LiteRTModel, ModelCheckError
-from tf_melgan.deploy.manifest import OUTPUT_NAME, SIGNATURE, ManifestError, read_manifest
+from tf_melgan.cli import one_line
+from tf_melgan.config import ConfigError
+from tf_melgan.deploy.litert import LiteRTModel, ModelCheckError, TFLITE_IDENTIFIER
+from tf_melgan.deploy.manifest import ManifestError, OUTPUT_NAME, SIGNATURE, read_manifest
 from tf_melgan.errors import TfMelganError
+from tf_melgan.pretrained import no_such_model, resolve
 from tf_melgan.streaming import MIN_FRAMES
 
 # TensorFlow, and the modules that load it (checkpoint, config's YAML), are imported where a
@@ -93,7 +96,6 @@ def _from_manifest(manifest, path, **kwargs) -> dict:
         fields = dict(hop_length=manifest.hop, receptive_field=manifest.receptive_field(),
                       min_frames=manifest.min_frames)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        from tf_melgan.cli import one_line
         raise SynthesisError(f"{path}: the model's manifest is not valid: {one_line(e)}") \
             from None
     return {**fields, "manifest": manifest, **kwargs}
@@ -103,6 +105,7 @@ def _exported_source(manifest, path) -> Optional[str]:
     """'best generator (step 900, ...) of runs/demo, exported to PATH', if known."""
     source = manifest.source
     try:
+        # checkpoint loads TensorFlow: a LiteRT-only environment leaves the source undescribed
         from tf_melgan.checkpoint import GeneratorSource
         described = GeneratorSource(source["which"], source["path"], source["step"],
                                     source["val_mel_l1"]).describe()
@@ -123,9 +126,8 @@ def keras_vocoder(generator, config=None, path="<generator>", source=None) -> Vo
 
 
 def _load_model_dir(path, which):
+    # TensorFlow, loaded only for a Keras model dir (a .tflite needs LiteRT alone)
     from tf_melgan.checkpoint import ModelDirError, generator_source, load_generator
-    from tf_melgan.cli import one_line
-    from tf_melgan.config import ConfigError
 
     try:
         source = generator_source(path, which).describe()
@@ -141,7 +143,6 @@ def _load_model_dir(path, which):
 def _load_saved_model(path, manifest):
     import tensorflow as tf
 
-    from tf_melgan.cli import one_line
 
     try:
         loaded = tf.saved_model.load(path)
@@ -193,7 +194,6 @@ def load_vocoder(path: str, which: str = "best", num_threads: int = 2) -> Vocode
     """Loads a model dir, a shipped vocoder by name ('ljspeech'), a SavedModel dir or a
     .tflite file (`which`: a model dir's best or latest generator; `num_threads`: LiteRT's).
     Raises SynthesisError."""
-    from tf_melgan.pretrained import no_such_model, resolve
     path = resolve(path)
     if not os.path.exists(path):
         raise SynthesisError(no_such_model(path))
@@ -242,6 +242,6 @@ def as_vocoder(model, which: str = "best") -> Vocoder:
 
 def mel_of_audio(audio: np.ndarray, vocoder: Vocoder) -> np.ndarray:
     """The model's input mel for audio samples (its recipe, and normalisation if any)."""
-    from tf_melgan.audio import log_mel_numpy
+    from tf_melgan.audio import log_mel_numpy  # loads TensorFlow: only for audio inputs
 
     return log_mel_numpy(audio, vocoder.audio, stats=vocoder.mel_stats)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tf_melgan.audio import log_mel_numpy
 from tf_melgan.deploy.convert.errors import ConversionError
 from tf_melgan.deploy.litert import LiteRTModel, compute_kernels, op_problems, read_ops, snr_db
 from tf_melgan.deploy.manifest import INPUT_NAME, OUTPUT_NAME, SIGNATURE
@@ -72,7 +73,6 @@ def compare_with_keras(keras_fn, runtime, mels, audio_config, mode: str,
     """The .tflite's output against the Keras model's on `mels`: raises ConversionError
     for a wrong shape, NaN, silence or an SNR below the mode's floor; returns the measured
     figures (the manifest's 'validation' block, without data and clips)."""
-    from tf_melgan.audio import log_mel_numpy
 
     hop = audio_config.hop_length
     snrs, l1_vs_keras, l1_keras, l1_tflite, max_diff = [], [], [], [], 0.0

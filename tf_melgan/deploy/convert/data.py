@@ -8,7 +8,10 @@ import time
 
 import numpy as np
 
+from tf_melgan.audio import AudioError, load_audio, log_mel_numpy
+from tf_melgan.data import crop_or_pad, find_audio_files, split_files
 from tf_melgan.deploy.convert.errors import ConversionError, log
+from tf_melgan.progress import Progress
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -18,7 +21,6 @@ def with_progress(representative, total: int, label: str):
     """`representative` (a callable yielding calibration inputs) reporting its progress:
     the converter runs the model on each input, tens of seconds for --quantize."""
     def items():
-        from tf_melgan.progress import Progress
 
         progress = Progress(total, label, "segment", seconds=10)
         done = 0
@@ -46,13 +48,11 @@ def resolve_data_path(path, model_dir: str):
 
 
 def data_splits(config, data_path: str):
-    from tf_melgan.data import find_audio_files, split_files
     return split_files(find_audio_files(data_path), config.data.validation_clips,
                        config.data.holdout)
 
 
 def _load(path, audio_config):
-    from tf_melgan.audio import AudioError, load_audio
     try:
         return load_audio(path, audio_config.sample_rate, audio_config.peak)
     except AudioError as e:
@@ -65,8 +65,6 @@ def calibration_mels(files, audio_config, count, frames, fixed, gain_range, seed
     gains in the training range (the inputs the model was trained on). With `fixed`, every
     segment has exactly `frames` frames (short clips padded with silence); otherwise
     min(frames, clip length)."""
-    from tf_melgan.audio import log_mel_numpy
-    from tf_melgan.data import crop_or_pad
     hop = audio_config.hop_length
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]
@@ -91,8 +89,6 @@ def calibration_mels(files, audio_config, count, frames, fixed, gain_range, seed
 def validation_mels(files, audio_config, count, max_frames, fixed_frames):
     """Log-mels [1, frames, n_mels] of the first `count` held-out clips: their first
     `max_frames` frames, or exactly `fixed_frames` (padded with silence)."""
-    from tf_melgan.audio import log_mel_numpy
-    from tf_melgan.data import crop_or_pad
     hop, mels, names = audio_config.hop_length, [], []
     for path in files:
         if len(mels) == count:

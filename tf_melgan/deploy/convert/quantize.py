@@ -4,6 +4,7 @@ keeps layers in float32: calibrate -> set the ranges -> quantize (LiteRT's own p
 from __future__ import annotations
 
 from tf_melgan.cli import native_logs_silenced
+from tf_melgan.deploy.convert import ranges
 from tf_melgan.deploy.convert.errors import ConversionError
 from tf_melgan.deploy.manifest import SIGNATURE
 
@@ -61,7 +62,6 @@ def convert_saved_model(saved_model: str, mode: str, representative=None,
     if not float_layers and activation_ranges is None:
         with native_logs_silenced():  # the quantizer prints 'fully_quantize: 0, ...'
             return make_converter(saved_model, mode, representative, int8_io).convert()
-    from tf_melgan.deploy.convert import ranges
     calibrated = calibrate(saved_model, representative)
     if activation_ranges is not None:
         calibrated = ranges.with_ranges(calibrated, activation_ranges(calibrated))

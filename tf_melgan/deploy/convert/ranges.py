@@ -18,6 +18,7 @@ inputs, and each tensor's values are counted in a fine histogram over its record
 from __future__ import annotations
 
 import numpy as np
+from tf_melgan.deploy.litert import read_ops
 
 BINS = 8192           # histogram bins per tensor: 32x finer than an int8 step
 MAX_VALUES = 131072   # values per tensor and input counted (a random subset of larger ones)
@@ -65,7 +66,6 @@ def recorded_ranges(calibrated: bytes) -> dict:
 
 def operators(calibrated: bytes) -> list[tuple[str, list, list]]:
     """(op name, input tensor indices, output tensor indices) of subgraph 0's operators."""
-    from tf_melgan.deploy.litert import read_ops
     graph = _model_object(calibrated).subgraphs[0]
     kinds = [op["op"] for op in read_ops(calibrated)][:len(graph.operators)]
     return [(kind, list(op.inputs), list(op.outputs))
