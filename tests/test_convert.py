@@ -567,6 +567,7 @@ def test_ctrl_c_turned_into_a_converter_error_is_still_an_interrupt(model_dir, t
     converter's own error (exit 1 on a loaded CI machine), not as KeyboardInterrupt."""
     import signal
 
+
     def interrupted_inside_the_converter(*args, **kwargs):
         try:
             os.kill(os.getpid(), signal.SIGINT)
@@ -575,9 +576,14 @@ def test_ctrl_c_turned_into_a_converter_error_is_still_an_interrupt(model_dir, t
 
     monkeypatch.setattr(conv, "convert", interrupted_inside_the_converter)
     out = tmp_path / "v.tflite"
-    assert convert_cli.main(["convert", "--model_dir", model_dir, "--output", str(out)]) == 130
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's (not nohup's)
+    try:
+        status = convert_cli.main(["convert", "--model_dir", model_dir, "--output", str(out)])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert status == 130
     assert capsys.readouterr().err == "convert.py: refused, nothing written: interrupted (Ctrl-C)\n"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_outputs_are_written_all_or_nothing(tmp_path, tmpfs, monkeypatch):

@@ -81,6 +81,9 @@ def ctrl_c_recorded():
     error, which the CLI must still report as an interrupt (status 130)."""
     seen: list = []
     previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # started in the background (nohup, `&`): stays ignored
+        yield seen
+        return
 
     def record(signum, frame):
         seen.append(signum)

@@ -20,7 +20,6 @@ from typing import Optional
 import numpy as np
 
 from tf_melgan import __version__
-from tf_melgan.config import AudioConfig
 from tf_melgan.errors import TfMelganError
 from tf_melgan.pretrained import portable
 from tf_melgan.streaming import ReceptiveField, receptive_field
@@ -139,6 +138,7 @@ class Manifest:
 
     def audio_config(self):
         """The AudioConfig the mel is computed with (normalisation: `stats()`)."""
+        from tf_melgan.config import AudioConfig  # needs PyYAML: not in a LiteRT-only runtime
         audio = AudioConfig(**self.audio)
         audio.stats_path = None  # embedded as mel_stats
         return audio

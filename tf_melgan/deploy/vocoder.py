@@ -13,7 +13,6 @@ from typing import Optional
 import numpy as np
 
 from tf_melgan.cli import one_line
-from tf_melgan.config import ConfigError
 from tf_melgan.deploy.litert import LiteRTModel, ModelCheckError, TFLITE_IDENTIFIER
 from tf_melgan.deploy.manifest import ManifestError, OUTPUT_NAME, SIGNATURE, read_manifest
 from tf_melgan.errors import TfMelganError
@@ -127,12 +126,12 @@ def keras_vocoder(generator, config=None, path="<generator>", source=None) -> Vo
 
 def _load_model_dir(path, which):
     # TensorFlow, loaded only for a Keras model dir (a .tflite needs LiteRT alone)
-    from tf_melgan.checkpoint import ModelDirError, generator_source, load_generator
+    from tf_melgan.checkpoint import generator_source, load_generator
 
     try:
         source = generator_source(path, which).describe()
         generator, config = load_generator(path, which, fold=True)
-    except (ModelDirError, ConfigError) as e:
+    except TfMelganError as e:  # the model dir's or its config's one-line refusal
         raise SynthesisError(one_line(e)) from None
     except Exception as e:  # noqa: BLE001 - corrupt weights / checkpoint files
         raise SynthesisError(f"{path}: cannot load the generator ({type(e).__name__}: "
