@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--float32", action="store_true",
                    help="store the weights as float32 (default: float16)")
+    p.add_argument("--dnsmos", action="store_true", help="DNSMOS too (the [eval] extra), for "
+                   "the vocoder, Griffin-Lim and the recordings")
     p.add_argument("--note", default="", help="what the model is not, for the card")
     p.add_argument("--init_step", type=int, default=0, help="a run started with --init_from "
                    "another's generator: that generator's step, added to this run's")
@@ -88,8 +90,15 @@ def main(argv=None) -> int:
     # A QAT model is scored as it deploys: through the int8 arithmetic it was trained with.
     quantized, _ = load_quantized(args.model_dir, args.which)
     scored = folded if quantized is None else quantized
-    scores = evaluate(lambda m: scored(tf.constant(m), training=False), clips, config.audio)
-    reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio)
+    scores = evaluate(lambda m: scored(tf.constant(m), training=False), clips, config.audio,
+                      mos=args.dnsmos)
+    reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio,
+                         mos=args.dnsmos)
+    recordings = None
+    if args.dnsmos:
+        from tf_melgan.metrics import dnsmos
+        rec = [dnsmos(a, config.audio.sample_rate) for a in clips]
+        recordings = {k: float(np.mean([r[k] for r in rec])) for k in rec[0]}
     out = os.path.join(HERE, args.name)
     os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))
@@ -113,7 +122,8 @@ def main(argv=None) -> int:
             "held_out": {"clips": len(clips), "seconds_each": args.seconds,
                          "scored": "Keras float" if quantized is None else
                          "Keras, int8 simulated (tf_melgan.qat, its QAT ranges)",
-                         "vocoder": scores, "griffin_lim_32": reference},
+                         "vocoder": scores, "griffin_lim_32": reference,
+                         **({"recordings": recordings} if recordings else {})},
             "parameters": int(folded.count_params()), "note": args.note,
             "qat": os.path.isfile(qat_ranges)}
     with open(os.path.join(out, "card.json"), "w") as f:

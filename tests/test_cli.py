@@ -140,7 +140,7 @@ def test_a_missing_model_reads_the_same_in_every_cli(args, python):
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert "Traceback" not in done.stderr
     assert lines[-1].endswith("nosuch: no such model (neither a file, a folder nor a shipped "
-                              "vocoder's name: ljspeech, ljspeech_large)"), lines
+                              "vocoder's name: ljspeech, ljspeech_large, universal_16k)"), lines
 
 
 def test_an_unreadable_input_is_one_line_before_the_model_loads(python, tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = ("ljspeech", "ljspeech_large")
+NAMES = ("ljspeech", "ljspeech_large", "universal_16k")
 
 
 def shipped_help() -> str:
