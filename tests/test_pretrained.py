@@ -103,7 +103,7 @@ INT8 = os.path.join(SHIPPED, "int8")
 def test_every_export_of_the_shipped_vocoders_streams_exactly(tmp_path):
     """Chunked synthesis (`chunk_frames` 32, the default context: the receptive field its
     manifest carries) equals whole-utterance synthesis, for each shipped vocoder as a
-    SavedModel, and for `ljspeech` as float32 and fp16 .tflite and its shipped int8 one."""
+    SavedModel, for `ljspeech` as float32 and fp16 .tflite, and the shipped int8 ones."""
     from tf_melgan import load_vocoder
     from tf_melgan.audio import load_audio
     from tf_melgan.deploy.convert import convert
@@ -112,7 +112,9 @@ def test_every_export_of_the_shipped_vocoders_streams_exactly(tmp_path):
     from tf_melgan.synthesize import synthesize
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     demo = os.path.join(root, "demo_data")
-    exports = {"ljspeech int8": os.path.join(INT8, "ljspeech_int8.tflite")}
+    exports = {"ljspeech int8": os.path.join(INT8, "ljspeech_int8.tflite"),
+               "universal_16k int8": os.path.join(pretrained.path("universal_16k"), "int8",
+                                                  "universal_16k_int8.tflite")}
     for name in pretrained.NAMES:
         exports[f"{name} SavedModel"] = export_saved_model(pretrained.path(name),
                                                            str(tmp_path / name))
