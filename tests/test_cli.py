@@ -182,7 +182,10 @@ def test_ctrl_c_during_convert_quantize_is_one_line_and_writes_nothing(python, t
     proc = subprocess.Popen([python, "tflite/convert.py", "--model_dir", "ljspeech", "--output",
                              str(out), "--quantize"], cwd=ROOT,
                             env=cli_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            # a shell's Ctrl-C: a test run started in the background
+                            # (`pytest &`, CI) passes an ignored SIGINT on to its children
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:  # inside the conversion: the SavedModel export starts
         if line.startswith("exporting a SavedModel"):
             break
