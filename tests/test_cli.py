@@ -179,8 +179,9 @@ def test_ctrl_c_during_convert_quantize_is_one_line_and_writes_nothing(python, t
     import signal
     import time
     out = tmp_path / "v.tflite"
+    # --data: a clone without ../shared calibrates on demo_data (else: a one-line refusal)
     proc = subprocess.Popen([python, "tflite/convert.py", "--model_dir", "ljspeech", "--output",
-                             str(out), "--quantize"], cwd=ROOT,
+                             str(out), "--quantize", "--data", data_dir()], cwd=ROOT,
                             env=cli_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True,
                             # a shell's Ctrl-C: a test run started in the background
