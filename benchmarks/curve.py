@@ -68,6 +68,13 @@ def held_out_clips(config, model_dir, n, seconds):
     return clips
 
 
+def recordings_mos(clips, sample_rate: int) -> dict:
+    """Mean DNSMOS figures of the clips themselves (the recordings' row)."""
+    from tf_melgan.metrics import dnsmos
+    rows = [dnsmos(a, sample_rate) for a in clips]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
 def evaluate(vocode, clips, audio_config, pesq_stoi=True, mos=False):
     """Mean figures of `vocode(mel [1, frames, n_mels]) -> waveform` over `clips`."""
     from tf_melgan.audio import log_mel_numpy
@@ -129,10 +136,8 @@ def main(argv=None) -> int:
         print("griffin-lim: " + ", ".join(f"{k} {gl[k]:.3f}" for k in COLUMNS[2:]
                                           if gl.get(k) is not None), flush=True)
     if args.dnsmos:
-        from tf_melgan.metrics import dnsmos
-        rec = [dnsmos(a, config.audio.sample_rate) for a in clips]
-        print("recordings: " + ", ".join(f"{k} {np.mean([r[k] for r in rec]):.3f}"
-                                         for k in rec[0]), flush=True)
+        rec = recordings_mos(clips, config.audio.sample_rate)
+        print("recordings: " + ", ".join(f"{k} {v:.3f}" for k, v in rec.items()), flush=True)
     if args.out:
         new = not os.path.isfile(args.out)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.curve import evaluate, held_out_clips, training_hours
+    from benchmarks.curve import evaluate, held_out_clips, recordings_mos, training_hours
     from benchmarks._speech import griffin_lim
     from tf_melgan.checkpoint import generator_source, load_generator
     from tf_melgan.pretrained import HERE
@@ -94,11 +94,7 @@ def main(argv=None) -> int:
                       mos=args.dnsmos)
     reference = evaluate(lambda m: griffin_lim(m[0], config.audio)[None], clips, config.audio,
                          mos=args.dnsmos)
-    recordings = None
-    if args.dnsmos:
-        from tf_melgan.metrics import dnsmos
-        rec = [dnsmos(a, config.audio.sample_rate) for a in clips]
-        recordings = {k: float(np.mean([r[k] for r in rec])) for k in rec[0]}
+    recordings = recordings_mos(clips, config.audio.sample_rate) if args.dnsmos else None
     out = os.path.join(HERE, args.name)
     os.makedirs(out, exist_ok=True)
     shutil.copy(os.path.join(args.model_dir, "config.yaml"), os.path.join(out, "config.yaml"))

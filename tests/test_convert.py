@@ -567,7 +567,6 @@ def test_ctrl_c_turned_into_a_converter_error_is_still_an_interrupt(model_dir, t
     converter's own error (exit 1 on a loaded CI machine), not as KeyboardInterrupt."""
     import signal
 
-
     def interrupted_inside_the_converter(*args, **kwargs):
         try:
             os.kill(os.getpid(), signal.SIGINT)

@@ -150,10 +150,10 @@ def main(argv) -> int:
                     ranges=fv.ranges, overwrite=fv.overwrite)
         except KeyboardInterrupt:  # the output is written last, from a staging dir
             interrupted.append(signal.SIGINT)
-        except Exception as e:
-            if not interrupted and isinstance(e, (ConversionError, ModelCheckError,
-                                                  ValueError, OSError)):
+        except (ConversionError, ModelCheckError, ValueError, OSError) as e:
+            if not interrupted:
                 return report(e, debug, REFUSED)
+        except Exception:
             if not interrupted:
                 raise
     if interrupted:  # also when the converter turned the interrupt into its own error

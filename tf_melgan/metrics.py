@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 PYIN_FMIN, PYIN_FMAX, PYIN_FRAME = 65.0, 600.0, 1024
 
 

@@ -4,8 +4,8 @@
 
 Computes (tf_melgan.mel_stats) the mean and standard deviation of every mel band over the
 training split (the clips `train` trains on: the same file discovery and held-out split),
-with the NumPy log-mel of the config's preset, on clips loaded as training loads them (resampled, peak-normalised,
-without the random training gain). All frames of every clip count (with the 'center'
+with the NumPy log-mel of the config's preset, on clips loaded as training loads them
+(resampled, peak-normalised, without the random training gain). All frames of every clip count (with the 'center'
 padding, the extra last frame too). Writes float32 [2, n_mels]: row 0 the means, row 1 the
 standard deviations (population, ddof 0) -- the layout of ParallelWaveGAN's / TensorFlowTTS'
 `compute_statistics` stats.npy, so their files can be used and ours read by them. A band
